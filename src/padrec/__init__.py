@@ -1,0 +1,3 @@
+"""padrec: sequential recommendation enhanced by language models."""
+
+__version__ = "0.1.0"

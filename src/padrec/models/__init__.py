@@ -1,0 +1,1 @@
+"""Neural building blocks: backbones, item representations, experts and gates."""
