@@ -1,0 +1,84 @@
+"""``padrec evaluate`` (a saved model on a dataset) and ``padrec compare`` (paired t-test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from padrec.commands.common import console, fail, parse_ints, setup_logging
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate_command(
+        run_dir: Path = typer.Argument(..., help="A finished run directory (holds model.json)."),
+        which: str = typer.Option("test", "--split", help="Evaluate on 'test' or 'valid'."),
+        history: Optional[str] = typer.Option(None, help="History handling: remove, zero or none "
+                                              "(default: as trained)."),
+        ks: Optional[str] = typer.Option(None, help="Cut-offs, e.g. 5,10,20."),
+        device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result JSON here."),
+        verbose: bool = typer.Option(False, "-v", "--verbose"),
+    ) -> None:
+        """Full-ranking evaluation of a saved model: overall, buckets, groups, head/tail, coverage.
+
+        Example: padrec evaluate runs/sasrec --history none --ks 10,20
+        """
+        setup_logging(verbose)
+        import dataclasses
+
+        from padrec.evaluation import print_result
+        from padrec.experiment import evaluate_run, load_run
+
+        if which not in ("test", "valid"):
+            fail(f"--split must be test or valid, got '{which}'")
+        try:
+            method, cfg, prepared = load_run(run_dir, device=device)
+        except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
+            fail(str(exc))
+        ecfg = cfg.eval
+        if history:
+            ecfg = dataclasses.replace(ecfg, history_handling=history)
+        if ks:
+            ecfg = dataclasses.replace(ecfg, ks=parse_ints(ks, "--ks"))
+        result = evaluate_run(method, prepared, ecfg, which=which, device=device)
+        print_result(result, console, title=f"{run_dir} — {which}")
+        if output:
+            result.to_json(output)
+            console.print(f"written {output}")
+
+    @app.command("compare")
+    def compare_command(
+        run_a: Path = typer.Argument(..., help="Baseline: a multi-seed run dir (summary.json) or a run dir."),
+        run_b: Path = typer.Argument(..., help="Challenger, same kind as RUN_A."),
+        metric: str = typer.Option("NDCG@10", help="Metric to test."),
+    ) -> None:
+        """Paired t-test of RUN_B against RUN_A: over seeds (multi-seed runs) or over users (single runs).
+
+        Example: padrec compare runs/sasrec runs/pad --metric NDCG@10
+        """
+        from padrec.evaluation import EvalResult, paired_ttest, per_user_paired_test, print_comparison
+        from padrec.training.checkpoint import read_json
+
+        def load(p: Path):
+            if (p / "summary.json").exists():
+                return "seeds", read_json(p / "summary.json")
+            if (p / "results.json").exists():
+                return "single", read_json(p / "results.json")
+            fail(f"{p}: neither summary.json nor results.json found")
+
+        kind_a, a = load(run_a)
+        kind_b, b = load(run_b)
+        if kind_a != kind_b:
+            fail("compare two multi-seed runs or two single runs, not one of each")
+        if kind_a == "seeds":
+            if a["seeds"] != b["seeds"]:
+                console.print(f"[yellow]warning:[/] seeds differ ({a['seeds']} vs {b['seeds']}); pairing by order")
+            xa = [r[metric] for r in a["per_seed"]]
+            xb = [r[metric] for r in b["per_seed"]]
+            test = paired_ttest(xa, xb)
+        else:
+            test = per_user_paired_test(EvalResult.from_dict(a["test"]), EvalResult.from_dict(b["test"]), metric)
+        print_comparison(str(run_a), str(run_b), metric, test, console)

@@ -1,0 +1,375 @@
+"""Full-ranking evaluation of any ``score_all``-style function over an :class:`EvalSet`.
+
+Users are scored in chunks of ``EvalConfig.batch_size`` so that at most
+``batch_size × (N+1)`` scores exist at once. For each user the evaluator keeps the 0-based
+rank of the target and its top-``K_max`` list; metrics are computed from these afterwards
+(:mod:`padrec.evaluation.metrics`). Ordering rule (deterministic, also for exact ties):
+items are ordered by score, highest first, and equal scores by item id, smallest first.
+So ``rank = #{i: s_i > s_t} + #{i < t: s_i = s_t}``, and the top-K lists follow the same
+order, which makes ``rank < K`` exactly "the target is in the top-K list".
+Items scored ``-inf`` or NaN are unrankable: they never enter a top-K list, and a target
+scored so (including a target removed as a seen item) gets ``rank = N``, a miss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+
+from padrec.data.protocols import EvalSet
+from padrec.data.stats import ItemStats
+from padrec.evaluation.metrics import parse_metric, summarize
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+_GROUP_PREFIXES = ("warm", "median", "cold", "head", "tail")
+
+
+@dataclass
+class EvalConfig:
+    """How to rank and what to report.
+
+    Attributes:
+        ks: cut-offs K for HR@K, NDCG@K and coverage (each >= 1 and <= N at evaluation).
+        history_handling: what happens to the items the user saw before the target (the
+            whole prior history, the target included when it is a repeat):
+            ``remove`` (PAD release): excluded from the ranking, so a repeat target always misses;
+            ``zero`` (FAERec release quirk): their scores are set to 0, not removed;
+            ``none`` (RecBole): left in; only the padding column is excluded.
+        batch_size: users scored per chunk; peak memory is about ``batch_size × (N+1)`` floats.
+        main_metric: the metric early stopping and summaries use, e.g. ``NDCG@10``; may be
+            qualified by a target group, e.g. ``tail/NDCG@10`` (see :meth:`EvalResult.main`).
+    """
+
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    history_handling: Literal["remove", "zero", "none"] = "remove"
+    batch_size: int = 2048
+    main_metric: str = "NDCG@10"
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(int(k) < 1 for k in self.ks):
+            raise ValueError(f"ks must be a non-empty list of positive integers, got {self.ks}")
+        self.ks = sorted({int(k) for k in self.ks})
+        if self.history_handling not in ("remove", "zero", "none"):
+            raise ValueError(f"history_handling must be remove, zero or none, got {self.history_handling!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        _check_metric_name(self.main_metric, self.ks)
+
+
+def _split_qualified(name: str) -> tuple[str, str]:
+    """``"tail/NDCG@10"`` -> ``("tail", "NDCG@10")``; ``"NDCG@10"`` -> ``("", "NDCG@10")``."""
+    scope, _, metric = name.rpartition("/")
+    return scope, metric
+
+
+def _check_metric_name(name: str, ks: list[int]) -> None:
+    scope, metric = _split_qualified(name)
+    kind, k = parse_metric(metric)
+    if k not in ks:
+        raise ValueError(f"metric {name!r}: K={k} is not among ks {ks}")
+    if scope and scope not in _GROUP_PREFIXES and not (scope.startswith("bucket") and scope[6:].isdigit()):
+        raise ValueError(f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)")
+    if scope and kind not in ("HR", "NDCG"):
+        raise ValueError(f"metric {name!r}: only HR and NDCG are reported per group")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    return obj
+
+
+def _none_to_nan(obj: Any) -> Any:
+    if obj is None:
+        return float("nan")
+    if isinstance(obj, dict):
+        return {k: _none_to_nan(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation, plus per-user arrays for significance tests.
+
+    Attributes:
+        overall: ``{"HR@K": ..., "NDCG@K": ...}`` over all users.
+        by_bucket: ``{b: {metric: value, "users": n}}`` by frequency bucket of the target, 1..B.
+        by_group: same, keyed ``warm`` / ``median`` / ``cold`` (group of the target).
+        head_tail: same, keyed ``head`` / ``tail`` (tail = target not among the head items).
+        coverage: ``Coverage@K`` and (with item stats) ``TailCoverage@K``.
+        num_users: U; num_items: N.
+        ks, history_handling, main_metric: the settings used.
+        users: (U,) int64 user indices (``EvalSet.users``).
+        targets: (U,) int64 target ids.
+        ranks: (U,) int64 0-based target ranks; N = miss (removed or unrankable target).
+        topk: (U, K_max) int64 top-K lists, best first, 0 = empty slot; kept in memory only
+            (not written by :meth:`to_json`), ``None`` after :meth:`from_json`.
+        seconds: wall time of the evaluation.
+    Group metrics are NaN for an empty group (written as ``null`` in JSON).
+    """
+
+    overall: dict[str, float]
+    by_bucket: dict[int, dict[str, float]]
+    by_group: dict[str, dict[str, float]]
+    head_tail: dict[str, dict[str, float]]
+    coverage: dict[str, float]
+    num_users: int
+    num_items: int
+    ks: list[int]
+    history_handling: str
+    main_metric: str
+    users: np.ndarray
+    targets: np.ndarray
+    ranks: np.ndarray
+    topk: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def main(self, metric: str | None = None) -> float:
+        """Value of ``metric`` (default: ``main_metric``).
+
+        Accepts ``HR@K`` / ``NDCG@K`` (overall), ``Coverage@K`` / ``TailCoverage@K``, and a
+        group-qualified ``warm/…``, ``median/…``, ``cold/…``, ``head/…``, ``tail/…`` or
+        ``bucketB/…`` (e.g. ``tail/NDCG@10``, ``bucket3/HR@10``).
+        """
+        name = metric or self.main_metric
+        flat = self.flat_metrics()
+        if name not in flat:
+            raise KeyError(f"metric {name!r} not in this result; available: {', '.join(flat)}")
+        return flat[name]
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Every aggregate as one flat dict: ``NDCG@10``, ``Coverage@10``, ``tail/NDCG@10``,
+        ``bucket3/HR@10``, ``cold/users`` ... (the input of :func:`~padrec.evaluation.aggregate`)."""
+        out = dict(self.overall)
+        out.update(self.coverage)
+        for scope, rows in (("", self.by_group), ("", self.head_tail), ("bucket", self.by_bucket)):
+            for key, row in rows.items():
+                for m, v in row.items():
+                    out[f"{scope}{key}/{m}"] = float(v)
+        return out
+
+    def to_dict(self, per_user: bool = True) -> dict[str, Any]:
+        """Plain-JSON dict; ``per_user`` includes the users/targets/ranks arrays."""
+        d: dict[str, Any] = {
+            "overall": self.overall,
+            "by_bucket": {str(b): row for b, row in self.by_bucket.items()},
+            "by_group": self.by_group,
+            "head_tail": self.head_tail,
+            "coverage": self.coverage,
+            "num_users": self.num_users,
+            "num_items": self.num_items,
+            "ks": list(self.ks),
+            "history_handling": self.history_handling,
+            "main_metric": self.main_metric,
+            "seconds": self.seconds,
+        }
+        d = _nan_to_none(d)
+        if per_user:
+            d["per_user"] = {
+                "users": self.users.tolist(),
+                "targets": self.targets.tolist(),
+                "ranks": self.ranks.tolist(),
+            }
+        return d
+
+    def to_json(self, path: str | Path, per_user: bool = True) -> None:
+        """Write :meth:`to_dict` to ``path`` atomically (temporary file, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(per_user=per_user), fh, indent=1)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
+        """Inverse of :meth:`to_dict` (``topk`` is not restored; per-user arrays empty if absent)."""
+        pu = d.get("per_user") or {}
+        arr = lambda key: np.asarray(pu.get(key, []), dtype=np.int64)  # noqa: E731
+        return cls(
+            overall=_none_to_nan(d["overall"]),
+            by_bucket={int(b): _none_to_nan(row) for b, row in d["by_bucket"].items()},
+            by_group=_none_to_nan(d["by_group"]),
+            head_tail=_none_to_nan(d["head_tail"]),
+            coverage=_none_to_nan(d["coverage"]),
+            num_users=int(d["num_users"]),
+            num_items=int(d["num_items"]),
+            ks=[int(k) for k in d["ks"]],
+            history_handling=d["history_handling"],
+            main_metric=d["main_metric"],
+            users=arr("users"),
+            targets=arr("targets"),
+            ranks=arr("ranks"),
+            topk=None,
+            seconds=float(d.get("seconds", 0.0)),
+        )
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "EvalResult":
+        """Read a result written by :meth:`to_json`."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def _rank_chunk(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    seen_rows: torch.Tensor,
+    seen_cols: torch.Tensor,
+    handling: str,
+    kmax: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks (B,) and top-``kmax`` lists (B, kmax) of one chunk of scores (B, N+1).
+
+    ``scores`` is not modified; ``seen_rows``/``seen_cols`` index the seen (user, item) pairs.
+    """
+    B, n1 = scores.shape
+    n = n1 - 1
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.float()
+    # Out-of-place: the working copy we mask; NaN becomes -inf (unrankable), +/-inf stay.
+    s = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    s[:, 0] = -math.inf
+    if handling != "none" and seen_rows.numel():
+        s.index_put_((seen_rows, seen_cols), torch.tensor(-math.inf if handling == "remove" else 0.0, dtype=s.dtype, device=s.device))
+
+    t = s.gather(1, targets.unsqueeze(1))  # (B, 1)
+    above = (s > t).sum(1)
+    ties = (s >= t).sum(1) - above - 1  # other items with the target's exact score
+    ranks = above
+    tied_rows = torch.nonzero(ties > 0).flatten()
+    if tied_rows.numel():
+        ids = torch.arange(n1, device=s.device)
+        sub = s.index_select(0, tied_rows)
+        before = ((sub == t[tied_rows]) & (ids.unsqueeze(0) < targets[tied_rows].unsqueeze(1))).sum(1)
+        ranks = ranks.clone()
+        ranks[tied_rows] += before
+    ranks = torch.where(t.squeeze(1) == -math.inf, torch.full_like(ranks, n), ranks)
+
+    k = min(kmax, n)
+    vals, idx = torch.topk(s, k, dim=1)
+    # topk's order among equal scores is unspecified: re-sort the K candidates by (score desc,
+    # id asc); rows whose K-th score is shared with items outside the list get a full stable sort.
+    idx, order = torch.sort(idx, dim=1)
+    vals = vals.gather(1, order)
+    vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
+    idx = idx.gather(1, order)
+    boundary = torch.nonzero((s >= vals[:, -1:]).sum(1) > k).flatten()
+    if boundary.numel():
+        bv, bi = torch.sort(s.index_select(0, boundary), dim=1, descending=True, stable=True)
+        vals[boundary] = bv[:, :k]
+        idx[boundary] = bi[:, :k]
+    idx = torch.where(vals == -math.inf, torch.zeros_like(idx), idx)
+    if k < kmax:
+        idx = torch.cat([idx, idx.new_zeros(B, kmax - k)], dim=1)
+    return ranks, idx
+
+
+def evaluate(
+    score_fn: ScoreFn,
+    eval_set: EvalSet,
+    item_stats: ItemStats | None,
+    config: EvalConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> EvalResult:
+    """Rank the whole catalogue for every user of ``eval_set`` and compute the metrics.
+
+    Args:
+        score_fn: maps histories (B, L) int64 on ``device`` to scores (B, N+1) (column 0 =
+            padding, ignored), e.g. ``method.score_all``. Called under ``torch.no_grad()``;
+            putting a model in eval mode is the caller's job.
+        eval_set: users, histories (U, L), targets (U,) and the seen-items CSR.
+        item_stats: target buckets/groups/head-tail for the grouped metrics and tail
+            coverage; ``None`` reports overall metrics and Coverage@K only.
+        config: cut-offs, history handling, chunk size; default :class:`EvalConfig`.
+        device: where histories are sent and ranking runs (scores are moved there if needed).
+        progress: show a progress bar over chunks.
+    Returns:
+        :class:`EvalResult`.
+    """
+    cfg = config or EvalConfig()
+    device = torch.device(device)
+    start = time.perf_counter()
+    U = len(eval_set)
+    kmax = max(cfg.ks)
+    targets_np = np.asarray(eval_set.targets, dtype=np.int64)
+    n_items = item_stats.num_items if item_stats is not None else None
+    ranks_out = np.empty(U, dtype=np.int64)
+    topk_out = np.zeros((U, kmax), dtype=np.int64)
+    indptr = np.asarray(eval_set.seen_indptr, dtype=np.int64)
+    seen = np.asarray(eval_set.seen_items, dtype=np.int64)
+
+    chunks = list(range(0, U, cfg.batch_size))
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("evaluating", total=U)
+    try:
+        with torch.no_grad():
+            for lo in chunks:
+                hi = min(lo + cfg.batch_size, U)
+                hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(device)
+                scores = score_fn(hist)
+                if scores.dim() != 2 or scores.shape[0] != hi - lo:
+                    raise ValueError(f"score_fn returned shape {tuple(scores.shape)} for {hi - lo} histories")
+                if n_items is None:
+                    n_items = scores.shape[1] - 1
+                if scores.shape[1] != n_items + 1:
+                    raise ValueError(f"score_fn returned {scores.shape[1]} columns, expected N+1 = {n_items + 1}")
+                if lo == 0:
+                    _check_inputs(targets_np, n_items, cfg)
+                scores = scores.to(device)
+                a, b = indptr[lo], indptr[hi]
+                cols = torch.from_numpy(seen[a:b]).to(device)
+                rows = torch.from_numpy(np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))).to(device)
+                tg = torch.from_numpy(targets_np[lo:hi]).to(device)
+                r, top = _rank_chunk(scores, tg, rows, cols, cfg.history_handling, kmax)
+                ranks_out[lo:hi] = r.cpu().numpy()
+                topk_out[lo:hi] = top.cpu().numpy()
+                if bar is not None:
+                    bar.update(task, advance=hi - lo)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if n_items is None:  # no users and no item stats
+        n_items = 0
+    summary = summarize(ranks_out, targets_np, cfg.ks, n_items, item_stats, topk_out)
+    return EvalResult(
+        overall=summary["overall"],
+        by_bucket=summary["by_bucket"],
+        by_group=summary["by_group"],
+        head_tail=summary["head_tail"],
+        coverage=summary["coverage"],
+        num_users=U,
+        num_items=n_items,
+        ks=list(cfg.ks),
+        history_handling=cfg.history_handling,
+        main_metric=cfg.main_metric,
+        users=np.asarray(eval_set.users, dtype=np.int64).copy(),
+        targets=targets_np.copy(),
+        ranks=ranks_out,
+        topk=topk_out,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_inputs(targets: np.ndarray, n_items: int, cfg: EvalConfig) -> None:
+    if max(cfg.ks) > n_items:
+        raise ValueError(f"largest cut-off K={max(cfg.ks)} exceeds the catalogue size N={n_items}")
+    if len(targets) and (targets.min() < 1 or targets.max() > n_items):
+        raise ValueError(f"target ids must lie in 1..{n_items}, got {targets.min()}..{targets.max()}")

@@ -1,0 +1,110 @@
+"""Checkpoints as safetensors + JSON (never pickle).
+
+A checkpoint ``NAME`` is ``NAME.safetensors`` (weights; shared tensors stored once) with an
+optional ``NAME.json`` sidecar. Training state adds ``NAME.optim.safetensors`` holding the
+optimiser's tensors and RNG states, the optimiser's param groups going in the JSON sidecar.
+Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+
+def _tmp_path(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def save_weights(module: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Save ``module``'s state to ``path`` (.safetensors) and ``meta`` to the .json sidecar."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    save_model(module, str(tmp))
+    os.replace(tmp, path)
+    if meta is not None:
+        write_json(path.with_suffix(".json"), meta)
+
+
+def load_weights(module: nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load weights saved by :func:`save_weights` into ``module`` (on its device)."""
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
+    missing = [k for k in missing if not _is_nonpersistent(module, k)]
+    if strict and (missing or unexpected):
+        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def _is_nonpersistent(module: nn.Module, key: str) -> bool:
+    return key not in module.state_dict()
+
+
+def save_training_state(
+    path: str | Path,
+    optimizer: torch.optim.Optimizer,
+    rng: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> None:
+    """Save optimiser tensors + RNG states (safetensors) and param groups + ``meta`` (JSON)."""
+    path = Path(path)
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    for k, v in rng.items():
+        tensors[f"rng.{k}"] = v.cpu().contiguous()
+    tmp = _tmp_path(path)
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+    write_json(path.with_suffix(".json"), {"param_groups": sd["param_groups"], "scalars": scalars, **meta})
+
+
+def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Restore the optimiser from :func:`save_training_state`; return (rng states, meta)."""
+    path = Path(path)
+    tensors = load_file(str(path))
+    meta = read_json(path.with_suffix(".json"))
+    state: dict[int, dict[str, Any]] = {}
+    rng = {}
+    for key, v in tensors.items():
+        if key.startswith("rng."):
+            rng[key[4:]] = v
+            continue
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = v
+    for key, v in meta.pop("scalars").items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    return rng, meta
