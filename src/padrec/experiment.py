@@ -161,8 +161,11 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         raise ValueError(f"unknown phase(s) {sorted(unknown)} for method '{cfg.method}'; phases: {known}")
     for phase in method.phases():
         tcfg = phase_config(phase_config(cfg.train, phase.overrides), cfg.phase_train.get(phase.name, {}))
+        mcfg = to_dict(method.config)
+        if phase.config_keys is not None:
+            mcfg = {k: mcfg[k] for k in phase.config_keys}
         fp = fingerprint(prev_fp, phase.name, to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None},
-                         cfg.method, cfg.method_config, to_dict(cfg.eval))
+                         cfg.method, mcfg, to_dict(cfg.eval))
         method.begin_phase(phase.name)
         phase_dir = run_dir / phase.name
         if wanted and phase.name not in wanted:

@@ -63,10 +63,13 @@ class Phase:
             ``disentangle`` for PAD).
         overrides: training settings this phase changes (e.g. ``{"lr": 1e-4}``), applied
             over the run's :class:`~padrec.training.trainer.TrainConfig`.
+        config_keys: the method-config fields this phase depends on (None = all); a
+            finished phase is reused when these, the data and the earlier phases are unchanged.
     """
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    config_keys: list[str] | None = None
 
 
 class Method(nn.Module):
@@ -103,6 +106,10 @@ class Method(nn.Module):
     def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
         """Named scalar losses for one batch; the trainer minimises their sum."""
         raise NotImplementedError
+
+    def item_embeddings(self) -> dict[str, torch.Tensor]:
+        """Named (N+1)×d item-vector tables for analyses (e.g. ``{"id": ..., "text": ...}``)."""
+        return {}
 
     def score_all(self, histories: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """Scores of every item for each history.

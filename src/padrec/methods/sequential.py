@@ -70,5 +70,8 @@ class SequentialRecommender(Method):
     def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         return ranking_losses(self.expert, batch, self.config.loss, self.num_items, self.config.num_negatives)
 
+    def item_embeddings(self) -> dict[str, torch.Tensor]:
+        return {"id": self.expert.items.all().detach()}
+
     def score_all(self, histories: torch.Tensor) -> torch.Tensor:
         return self.expert.all_logits(self.expert.sequence_vector(histories))

@@ -1,0 +1,50 @@
+"""Ranking losses and the negative sampler against direct computations."""
+
+import math
+
+import torch
+
+from padrec.losses.ranking import bce_loss, sample_negatives, softmax_ce_loss
+
+
+def test_negatives_avoid_the_users_items_and_are_in_range():
+    torch.manual_seed(0)
+    n_items = 12
+    inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    targets = torch.tensor([[0, 1, 2, 3, 9], [5, 6, 7, 8, 10]])
+    neg = sample_negatives(inputs, targets, n_items, num_negatives=4)
+    assert neg.shape == (2, 5, 4)
+    assert int(neg.min()) >= 1 and int(neg.max()) <= n_items
+    for b in range(2):
+        seen = set(inputs[b].tolist()) | set(targets[b].tolist())
+        assert not (set(neg[b].flatten().tolist()) & seen)
+
+
+def test_negatives_are_reproducible_with_a_seed():
+    inputs = torch.randint(1, 50, (8, 6))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(sample_negatives(inputs, inputs, 50, 2, g1), sample_negatives(inputs, inputs, 50, 2, g2))
+
+
+def test_bce_matches_hand_computation_and_ignores_padding():
+    pos = torch.tensor([[0.0, 2.0, -1.0]])
+    neg = torch.tensor([[[5.0], [0.5], [-2.0]]])
+    mask = torch.tensor([[False, True, True]])
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    want = (-math.log(sig(2.0)) - math.log(1 - sig(0.5)) - math.log(sig(-1.0)) - math.log(1 - sig(-2.0))) / 2
+    assert abs(float(bce_loss(pos, neg, mask)) - want) < 1e-6
+
+
+def test_softmax_ce_matches_cross_entropy_without_padding_class():
+    torch.manual_seed(1)
+    h = torch.randn(2, 3, 4)
+    items = torch.randn(6, 4)
+    targets = torch.tensor([[0, 1, 2], [3, 0, 5]])
+    got = softmax_ce_loss(h, items, targets)
+    rows, want = [], []
+    for b in range(2):
+        for t in range(3):
+            if targets[b, t] > 0:
+                logits = h[b, t] @ items[1:].t()
+                want.append(-torch.log_softmax(logits, 0)[targets[b, t] - 1])
+    assert torch.allclose(got, torch.stack(want).mean(), atol=1e-6)
