@@ -153,6 +153,9 @@ def main(argv=None) -> int:
     BaseTrainer = get_trainer(config["MODEL_TYPE"], config["model"])
 
     epoch_train_s: list[float] = []
+    epoch_train_cpu_s: list[float] = []   # process CPU time (all threads), less load-sensitive
+    epoch_valid_cpu_s: list[float] = []
+    epoch_load1: list[float] = []         # 1-min load average at the end of each epoch
     epoch_valid_s: list[float] = []
     epoch_loss: list[float] = []
     epoch_valid: list[dict] = []
@@ -169,16 +172,19 @@ def main(argv=None) -> int:
                     raise WallCapReached(
                         f"stopping before epoch {epoch_idx}: {elapsed:.0f}s elapsed + "
                         f"{per_epoch:.0f}s/epoch > cap {cap_s:.0f}s")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
             epoch_train_s.append(time.perf_counter() - t)
+            epoch_train_cpu_s.append(time.process_time() - c)
+            epoch_load1.append(os.getloadavg()[0])
             epoch_loss.append(float(sum(loss) if isinstance(loss, tuple) else loss))
             return loss
 
         def _valid_epoch(self, valid_data, show_progress=False):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             score, result = super()._valid_epoch(valid_data, show_progress)
             epoch_valid_s.append(time.perf_counter() - t)
+            epoch_valid_cpu_s.append(time.process_time() - c)
             epoch_valid.append({k: float(v) for k, v in result.items()})
             return score, result
 
@@ -260,6 +266,16 @@ def main(argv=None) -> int:
             "so compare with padrec run under the same history handling."),
         "seconds_per_train_epoch_mean": mean(epoch_train_s),
         "seconds_per_full_eval_mean": mean(epoch_valid_s),
+        "seconds_per_train_epoch_median": float(np.median(epoch_train_s)) if epoch_train_s else None,
+        "seconds_per_train_epoch_min": min(epoch_train_s) if epoch_train_s else None,
+        "seconds_per_full_eval_median": float(np.median(epoch_valid_s)) if epoch_valid_s else None,
+        "cpu_seconds_per_train_epoch_mean": mean(epoch_train_cpu_s),
+        "cpu_seconds_per_full_eval_mean": mean(epoch_valid_cpu_s),
+        "load_average_1min_mean": mean(epoch_load1),
+        "load_average_1min_max": max(epoch_load1) if epoch_load1 else None,
+        "timing_note": (
+            "wall seconds are only comparable when the machine is otherwise idle (load average "
+            "about the thread count); cpu_seconds = process CPU time over all threads."),
         "seconds_test_eval": test_eval_s,
         "seconds_data_preparation": t_data,
         "seconds_fit": fit_s,
@@ -274,8 +290,10 @@ def main(argv=None) -> int:
         "best_valid_reevaluated": valid_best,
         "test": test_result,
         "per_epoch": [
-            {"epoch": e, "train_s": epoch_train_s[e], "train_loss": epoch_loss[e],
+            {"epoch": e, "train_s": epoch_train_s[e], "train_cpu_s": epoch_train_cpu_s[e],
+             "load1": epoch_load1[e], "train_loss": epoch_loss[e],
              "valid_s": epoch_valid_s[e] if e < len(epoch_valid_s) else None,
+             "valid_cpu_s": epoch_valid_cpu_s[e] if e < len(epoch_valid_cpu_s) else None,
              **({"valid_" + k: v for k, v in epoch_valid[e].items()} if e < len(epoch_valid) else {})}
             for e in range(epochs_run)
         ],

@@ -193,6 +193,9 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     model_meta = {"method": cfg.method, "method_config": cfg.method_config, "num_items": prepared.dataset.num_items,
                   "max_len": prepared.split.config.max_len, "experiment": to_dict(cfg), "text": prepared.text_meta}
     save_weights(method, run_dir / "model.safetensors", model_meta)
+    from padrec.serving import export_serving
+
+    export_serving(method, run_dir, {**model_meta, "item_stats": stats_to_json(prepared.stats)})
     results = {
         "name": cfg.name,
         "seed": cfg.train.seed,
@@ -206,6 +209,12 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     }
     write_json(run_dir / "results.json", results)
     return results
+
+
+def stats_to_json(stats: ItemStats) -> dict[str, Any]:
+    """ItemStats as JSON-friendly lists (rebuilt by the serving loader)."""
+    return {f.name: (getattr(stats, f.name).tolist() if hasattr(getattr(stats, f.name), "tolist")
+                     else getattr(stats, f.name)) for f in dataclasses.fields(stats)}
 
 
 def peak_rss_mb() -> float:

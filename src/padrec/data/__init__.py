@@ -5,16 +5,28 @@ Knows nothing of models.
 
 from padrec.data.dataset import SequenceDataset
 from padrec.data.errors import DataError
+from padrec.data.loading import DataConfig, load_dataset, resolve_dataset
+from padrec.data.preprocess import PreprocessConfig, build_sequence_dataset
 from padrec.data.protocols import EvalSet, Split, SplitConfig, make_split
+from padrec.data.readers import read_faerec_txt, read_interactions, read_pad_csv, read_recbole_atomic
 from padrec.data.stats import ItemStats, compute_item_stats
 
 __all__ = [
+    "DataConfig",
     "DataError",
     "EvalSet",
     "ItemStats",
+    "PreprocessConfig",
     "SequenceDataset",
     "Split",
     "SplitConfig",
+    "build_sequence_dataset",
     "compute_item_stats",
+    "load_dataset",
     "make_split",
+    "read_faerec_txt",
+    "read_interactions",
+    "read_pad_csv",
+    "read_recbole_atomic",
+    "resolve_dataset",
 ]

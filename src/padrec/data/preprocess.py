@@ -5,7 +5,7 @@ Pipeline, in this order (each step documented on :class:`PreprocessConfig`):
 1. check columns and values (ids present, timestamps and ratings numeric or dates);
 2. items missing from an explicitly given item table: error (default), drop or keep;
 3. rating filter (``rating >= rating_threshold``);
-4. stable time sort per user (ties keep file order); users ordered by first appearance;
+4. stable time sort per user (ties keep file order); users by first appearance or sorted id;
 5. optional de-duplication of repeated (user, item) pairs (the earliest is kept);
 6. k-core: drop items with fewer than ``item_core`` and users with fewer than
    ``min_user_interactions`` interactions, repeated until nothing changes;
@@ -17,9 +17,11 @@ Every empty result raises :class:`DataError` naming the step that emptied the da
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,12 @@ class PreprocessConfig:
             both hold (k-core). 0 disables the item condition.
         keep_latest: keep each user's latest N interactions; 0 keeps all (PAD: 23). Applied
             after the k-core, so item counts may fall below ``item_core`` afterwards.
+        pad_keep_latest_quirk: reproduce the PAD release's truncation (``clean.py``): a user
+            with more than ``keep_latest`` interactions keeps only the latest
+            ``keep_latest - 1``.
         deduplicate: keep only the earliest of repeated (user, item) interactions.
+        user_order: order of the users (and sequences): ``first_seen`` in the file, or
+            ``sorted`` by original id (numerically when every id is an integer; PAD's order).
         item_order: internal item numbering. ``first_seen``: 1..N in order of first appearance
             when reading the time-sorted sequences user by user (users in order of first
             appearance in the file); ``sorted``: by original id (numerically when every id is
@@ -57,7 +64,9 @@ class PreprocessConfig:
     min_user_interactions: int = 5
     item_core: int = 0
     keep_latest: int = 0
+    pad_keep_latest_quirk: bool = False
     deduplicate: bool = False
+    user_order: Literal["first_seen", "sorted"] = "first_seen"
     item_order: Literal["first_seen", "sorted", "item_table"] = "first_seen"
     unknown_items: Literal["error", "drop", "keep"] = "error"
 
@@ -67,8 +76,17 @@ class PreprocessConfig:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.item_order not in ("first_seen", "sorted", "item_table"):
             raise ValueError(f"item_order must be first_seen, sorted or item_table, got {self.item_order!r}")
+        if self.user_order not in ("first_seen", "sorted"):
+            raise ValueError(f"user_order must be first_seen or sorted, got {self.user_order!r}")
         if self.unknown_items not in ("error", "drop", "keep"):
             raise ValueError(f"unknown_items must be error, drop or keep, got {self.unknown_items!r}")
+
+
+def split_by_lengths(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """Cut ``flat`` into consecutive pieces of ``lengths`` (views; faster than ``np.split``)."""
+    ends = np.cumsum(lengths).tolist()
+    starts = [0] + ends[:-1]
+    return [flat[s:e] for s, e in zip(starts, ends)]
 
 
 def row_label(index: int, file_kind: str) -> str:
@@ -140,13 +158,13 @@ def _numeric(values: pd.Series, where: str, field: str, file_kind: str, allow_da
         i = int(np.flatnonzero(bad)[0])
         kind = "a number or an ISO-8601 date" if allow_dates else "a number"
         raise DataError(f"{where}: {row_label(i, file_kind)}, field '{field}': expected {kind}, "
-                        f"got {interactions_value(values, i)!r}")
+                        f"got {_shown(values, i)!r}")
     if out is None:
         return pd.DatetimeIndex(values).as_unit("ns").asi8
     return out
 
 
-def interactions_value(values: pd.Series, i: int) -> object:
+def _shown(values: pd.Series, i: int) -> object:
     """Value ``i`` of ``values`` for an error message (``None`` when missing)."""
     v = values.iloc[i]
     return None if v is pd.NaT or (isinstance(v, float) and np.isnan(v)) else v
@@ -203,7 +221,7 @@ def build_sequence_dataset(
     required = [user_col, item_col] + ([time_col] if time_col else [])
     if cfg.rating_threshold is not None:
         if not rating_col:
-            raise DataError(f"{where}: rating_threshold={cfg.rating_threshold} needs a rating column "
+            raise DataError(f"{where}: rating_threshold={cfg.rating_threshold:g} needs a rating column "
                             "(set the rating column name)")
         required.append(rating_col)
     check_columns(interactions, required, where, "interactions table")
@@ -239,7 +257,11 @@ def build_sequence_dataset(
         _empty_check(int(keep.sum()), f"the rating filter (rating >= {cfg.rating_threshold:g})", where)
 
     idx = np.flatnonzero(keep)
-    ucode = pd.factorize(users[idx], sort=False)[0]
+    ucode, user_uniques = pd.factorize(users[idx], sort=False)
+    if cfg.user_order == "sorted":
+        rank = np.empty(len(user_uniques), dtype=np.int64)
+        rank[_natural_order(np.asarray(user_uniques, dtype=object))] = np.arange(len(user_uniques))
+        ucode = rank[ucode]
     order = np.lexsort((times[idx], ucode)) if times is not None else np.argsort(ucode, kind="stable")
     idx, ucode = idx[order], ucode[order]
     icode = pd.factorize(item_raw[idx], sort=False)[0]
@@ -253,27 +275,22 @@ def build_sequence_dataset(
 
     if cfg.keep_latest > 0:
         from_end = pd.Series(ucode).groupby(ucode).cumcount(ascending=False).to_numpy()
-        idx, ucode = idx[from_end < cfg.keep_latest], ucode[from_end < cfg.keep_latest]
+        limit = np.full(len(ucode), cfg.keep_latest)
+        if cfg.pad_keep_latest_quirk:
+            limit[np.bincount(ucode)[ucode] > cfg.keep_latest] -= 1
+        idx, ucode = idx[from_end < limit], ucode[from_end < limit]
 
     # Codes are recomputed on what survived, so first-seen numbering has no gaps.
     icode, uniques = pd.factorize(item_raw[idx], sort=False)
     item_ids, internal = _number_items(np.asarray(uniques, dtype=object), icode, table_ids, cfg)
-    bounds = np.flatnonzero(np.diff(ucode)) + 1
-    sequences = np.split(internal, bounds)
-    user_ids = users[idx[np.concatenate([[0], bounds])]]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(ucode)) + 1])
+    sequences = split_by_lengths(internal.astype(np.int64), np.diff(np.append(starts, len(internal))))
+    user_ids = users[idx[starts]]
 
     item_table = _join_text(item_ids, table_ids, table_text)
     src = dict(source or {})
     src.setdefault("reader", "interactions")
-    src["preprocess"] = {
-        "rating_threshold": cfg.rating_threshold,
-        "min_user_interactions": cfg.min_user_interactions,
-        "item_core": cfg.item_core,
-        "keep_latest": cfg.keep_latest,
-        "deduplicate": cfg.deduplicate,
-        "item_order": cfg.item_order,
-        "unknown_items": cfg.unknown_items,
-    }
+    src["preprocess"] = dataclasses.asdict(cfg)
     return SequenceDataset(
         name=name,
         sequences=sequences,

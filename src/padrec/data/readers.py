@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from padrec.data.preprocess import (
     check_columns,
     id_strings,
     row_label,
+    split_by_lengths,
     text_column,
 )
 
@@ -107,7 +108,9 @@ def _parse_history(text: str, path: Path, i: int) -> list[str]:
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
             raise DataError(f"{path}: {row_label(i, 'csv')}, field 'history': expected a Python list of item ids "
                             f"like ['B00..', 'B01..'], got {text[:60]!r} ({type(exc).__name__})") from None
-    if not isinstance(value, (list, tuple)) or not all(isinstance(x, (str, int)) for x in value):
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(x, (str, int)) and not isinstance(x, bool) for x in value
+    ):
         raise DataError(f"{path}: {row_label(i, 'csv')}, field 'history': expected a list of item ids, "
                         f"got {text[:60]!r}")
     if not value:
@@ -147,7 +150,7 @@ def read_pad_csv(history_path: str | Path, metadata_path: str | Path, name: str 
         row = int(np.searchsorted(np.cumsum(lengths), k, side="right"))
         raise DataError(f"{hist_p}: {row_label(row, 'csv')}, field 'history': item id {flat[k]!r} is not in "
                         f"the metadata file {meta_p.name} ({int((ids < 0).sum())} unknown in all)")
-    sequences = np.split((ids + 1).astype(np.int64), np.cumsum(lengths)[:-1])
+    sequences = split_by_lengths((ids + 1).astype(np.int64), lengths)
 
     text_cols = [c for c in meta.columns if c != "asin"]
     item_table = pd.DataFrame({c: np.concatenate([[""], text_column(meta[c])]).astype(object) for c in text_cols})
@@ -205,23 +208,24 @@ def read_faerec_txt(path: str | Path, name: str | None = None) -> SequenceDatase
         i = int(np.flatnonzero(dup)[0])
         raise DataError(f"{p}: line {i + 1}, field 1 (user id): duplicate user id {users[i]!r}; "
                         "expected one line per user")
-    uniq = np.unique(flat)
-    n = int(uniq[-1])
-    if len(uniq) == n:  # ids are exactly 1..max
-        internal, originals = flat, np.arange(1, n + 1)
+    present = np.bincount(flat)[1:] > 0
+    ids_kept = bool(present.all())
+    if ids_kept:  # ids are exactly 1..max
+        internal, originals = flat, np.arange(1, len(present) + 1)
     else:
-        internal, originals = np.searchsorted(uniq, flat) + 1, uniq
-        n = len(uniq)
+        originals = np.flatnonzero(present) + 1
+        internal = np.cumsum(present)[flat - 1]
+    n = len(originals)
     item_ids = np.empty(n + 1, dtype=object)
     item_ids[0] = PAD_TOKEN
     item_ids[1:] = [str(x) for x in originals]
     return SequenceDataset(
         name=name or p.stem.lower(),
-        sequences=np.split(internal.astype(np.int64), np.cumsum(lengths)[:-1]),
+        sequences=split_by_lengths(internal.astype(np.int64), lengths),
         user_ids=np.asarray(users, dtype=object),
         item_ids=item_ids,
         item_table=pd.DataFrame(index=pd.RangeIndex(n + 1)),
-        source={"reader": "faerec_txt", "files": [str(p)], "ids_kept": bool(len(uniq) == int(uniq[-1]))},
+        source={"reader": "faerec_txt", "files": [str(p)], "ids_kept": ids_kept},
     )
 
 
@@ -342,7 +346,7 @@ def read_recbole_atomic(
     item_ids = np.concatenate([[PAD_TOKEN], originals]).astype(object)
     return SequenceDataset(
         name=name,
-        sequences=np.split((ids + 1).astype(np.int64), ends[:-1]),
+        sequences=split_by_lengths((ids + 1).astype(np.int64), lengths),
         user_ids=users,
         item_ids=item_ids,
         item_table=item_table,

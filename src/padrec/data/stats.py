@@ -46,23 +46,36 @@ class ItemStats:
 def frequency_buckets(freq: np.ndarray, num_buckets: int) -> np.ndarray:
     """Cut items (ids 1..N of ``freq``) into ``num_buckets`` buckets of about equal mass.
 
-    Items are sorted by frequency, warmest first (ties by id, stable); an item goes to bucket
-    ``floor(B * mass_before / total) + 1`` where ``mass_before`` is the interaction mass of
-    the items ranked above it. Returns an int64 array of N+1 entries, 0 for padding.
+    The PAD release's cut: items sorted by frequency, warmest first (ties by ascending id);
+    bucket 1 takes items until its mass reaches ``total / B``, then bucket 2 starts afresh,
+    and so on; bucket B takes every remaining item. The release hard-codes the resulting
+    positions (Prime Pantry: ``[0, 35, 100, 205, 361, 585, 898, 1357, 2074, 3348, 8348]`` in
+    ``data_utils/dataset.py``); this rule reproduces them from ``Prime_Pantry_fre.csv``.
+    Items never seen in training go to bucket B. Returns an int64 array of N+1 entries, 0 for
+    padding.
     """
     n = len(freq) - 1
     bucket = np.zeros(n + 1, dtype=np.int64)
-    f = freq[1:].astype(np.float64)
-    total = f.sum()
-    order = np.argsort(-f, kind="stable")
+    f = np.asarray(freq[1:], dtype=np.int64)
+    total = int(f.sum())
+    if n == 0:
+        return bucket
     if total <= 0:
         bucket[1:] = num_buckets
         return bucket
-    mass_before = np.concatenate([[0.0], np.cumsum(f[order])[:-1]])
-    b = np.floor(num_buckets * mass_before / total).astype(np.int64) + 1
-    b = np.minimum(b, num_buckets)
-    bucket[order + 1] = b
-    # Never-seen items are the coldest.
+    order = np.argsort(-f, kind="stable")
+    # Integer arithmetic: a bucket closes at the first item where B * (its mass) >= total.
+    scaled = num_buckets * np.cumsum(f[order])
+    cuts = []
+    base = 0
+    for _ in range(num_buckets - 1):
+        pos = int(np.searchsorted(scaled, base + total, side="left"))
+        if pos >= n - 1:
+            break
+        cuts.append(pos + 1)
+        base = int(scaled[pos])
+    ranked = np.searchsorted(np.asarray(cuts, dtype=np.int64), np.arange(n), side="right") + 1
+    bucket[order + 1] = ranked
     bucket[1:][f == 0] = num_buckets
     return bucket
 
@@ -79,13 +92,18 @@ def compute_item_stats(
 
     Args:
         num_buckets: B, the number of equal-mass frequency buckets.
-        head_fraction: share of items (by popularity rank) counted as head.
+        head_fraction: share of items counted as head: the ``floor(head_fraction * M)`` most
+            popular of the M items that occur (ties by id), as FAERec's ``ht_process.py``.
         head_basis: count popularity for head/tail over training parts (``train``) or whole
             sequences (``full``, FAERec's choice).
         train_holdout: items held out at the end of each sequence (2 under leave-one-out
             with a validation item) when counting training frequency.
         group_buckets: (last warm bucket, last median bucket): warm = buckets 1..a,
-            median = a+1..b, cold = b+1..B.
+            median = a+1..b, cold = b+1..B. Neither the PAD paper's text nor its release
+            defines the warm/median/cold groups of its Fig. 2 (the release's only three-way
+            split is MIND-specific: training frequency 1-6 / 7-50 / >50 in
+            ``BuildTrainDataset2``); padrec's documented choice is (3, 7), i.e. about 30% / 40%
+            / 30% of the training interactions.
     """
     n = dataset.num_items
     train_freq = np.zeros(n + 1, dtype=np.int64)
@@ -109,7 +127,8 @@ def compute_item_stats(
     group[1:] = np.where(bucket[1:] <= a, 0, np.where(bucket[1:] <= m, 1, 2))
     pop = train_freq if head_basis == "train" else full_freq
     order = np.argsort(-pop[1:], kind="stable")
-    n_head = int(round(head_fraction * n))
+    # FAERec's rule (ht_process.py): floor(fraction x number of items that occur), ties by id.
+    n_head = int(head_fraction * int((pop[1:] > 0).sum()))
     is_head = np.zeros(n + 1, dtype=bool)
     is_head[order[:n_head] + 1] = True
     return ItemStats(train_freq, full_freq, bucket, num_buckets, bounds, group, is_head)

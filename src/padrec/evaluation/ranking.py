@@ -234,7 +234,7 @@ def _rank_chunk(
 
     ``scores`` is not modified; ``seen_rows``/``seen_cols`` index the seen (user, item) pairs.
     """
-    B, n1 = scores.shape
+    n1 = scores.shape[1]
     n = n1 - 1
     if scores.dtype not in (torch.float32, torch.float64):
         scores = scores.float()
@@ -242,37 +242,36 @@ def _rank_chunk(
     s = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
     s[:, 0] = -math.inf
     if handling != "none" and seen_rows.numel():
-        s.index_put_((seen_rows, seen_cols), torch.tensor(-math.inf if handling == "remove" else 0.0, dtype=s.dtype, device=s.device))
+        fill = torch.tensor(-math.inf if handling == "remove" else 0.0, dtype=s.dtype, device=s.device)
+        s.index_put_((seen_rows, seen_cols), fill)
 
     t = s.gather(1, targets.unsqueeze(1))  # (B, 1)
-    above = (s > t).sum(1)
-    ties = (s >= t).sum(1) - above - 1  # other items with the target's exact score
-    ranks = above
-    tied_rows = torch.nonzero(ties > 0).flatten()
+    unrankable = t.squeeze(1) == -math.inf
+    ranks = (s > t).sum(1)
+    ties = (s >= t).sum(1) - ranks - 1  # other items with exactly the target's score
+    tied_rows = torch.nonzero((ties > 0) & ~unrankable).flatten()
     if tied_rows.numel():
         ids = torch.arange(n1, device=s.device)
         sub = s.index_select(0, tied_rows)
-        before = ((sub == t[tied_rows]) & (ids.unsqueeze(0) < targets[tied_rows].unsqueeze(1))).sum(1)
-        ranks = ranks.clone()
-        ranks[tied_rows] += before
-    ranks = torch.where(t.squeeze(1) == -math.inf, torch.full_like(ranks, n), ranks)
+        before = (sub == t[tied_rows]) & (ids.unsqueeze(0) < targets[tied_rows].unsqueeze(1))
+        ranks[tied_rows] += before.sum(1)
+    ranks = torch.where(unrankable, torch.full_like(ranks, n), ranks)
 
-    k = min(kmax, n)
-    vals, idx = torch.topk(s, k, dim=1)
-    # topk's order among equal scores is unspecified: re-sort the K candidates by (score desc,
-    # id asc); rows whose K-th score is shared with items outside the list get a full stable sort.
+    k = kmax  # <= n, checked by evaluate
+    # One extra candidate shows whether the K-th score is shared with an item outside the list.
+    vals, idx = torch.topk(s, k + 1, dim=1)
+    # topk's order among equal scores is unspecified: re-sort candidates by (score desc, id asc).
     idx, order = torch.sort(idx, dim=1)
     vals = vals.gather(1, order)
     vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
     idx = idx.gather(1, order)
-    boundary = torch.nonzero((s >= vals[:, -1:]).sum(1) > k).flatten()
+    boundary = torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten()
     if boundary.numel():
         bv, bi = torch.sort(s.index_select(0, boundary), dim=1, descending=True, stable=True)
-        vals[boundary] = bv[:, :k]
-        idx[boundary] = bi[:, :k]
+        vals[boundary] = bv[:, : k + 1]
+        idx[boundary] = bi[:, : k + 1]
+    vals, idx = vals[:, :k], idx[:, :k]
     idx = torch.where(vals == -math.inf, torch.zeros_like(idx), idx)
-    if k < kmax:
-        idx = torch.cat([idx, idx.new_zeros(B, kmax - k)], dim=1)
     return ranks, idx
 
 

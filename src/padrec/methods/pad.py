@@ -238,10 +238,20 @@ class PAD(Method):
             return self.align_expert.all_logits(self.align_expert.sequence_vector(histories))
         experts = [self._expert(e) for e in self.config.experts]
         tables = [ex.items.all() for ex in experts]
-        ids = torch.arange(self.num_items + 1, device=histories.device)
-        w = self.gate.weights(ids, tables)  # (N+1) × E
+        w = getattr(self, "serving_gate", None)
+        if w is None:
+            ids = torch.arange(self.num_items + 1, device=histories.device)
+            w = self.gate.weights(ids, tables)  # (N+1) × E
         return sum(w[:, e] * ex.all_logits(ex.sequence_vector(histories), tables[e])
                    for e, ex in enumerate(experts))
+
+    def prepare_serving(self) -> None:
+        """Precompute the per-item gate weights (they do not depend on the user)."""
+        with torch.no_grad():
+            experts = [self._expert(e) for e in self.config.experts]
+            ids = torch.arange(self.num_items + 1, device=next(self.parameters()).device)
+            w = self.gate.weights(ids, [ex.items.all() for ex in experts])
+        self.register_buffer("serving_gate", w.detach().clone())
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         out = {"id": self.id_expert.items.all().detach(), "align": self.align_expert.items.all().detach(),

@@ -42,3 +42,35 @@ class Expert(nn.Module):
         """(B, d) sequence vectors -> (B, N+1) logits over every item."""
         table = self.items.all() if item_vectors is None else item_vectors
         return seq_vec @ table.t()
+
+
+class PrecomputedItems(nn.Module):
+    """Item vectors frozen into a table: ``forward(ids) -> ids.shape × d``, ``all() -> (N+1)×d``.
+
+    In eval mode any item representation is a fixed function of the id, so serving replaces
+    it with this table: no text encoder, MLP or fusion runs per request.
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table.detach().clone())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids]
+
+    def all(self) -> torch.Tensor:
+        return self.table
+
+
+def freeze_item_tables(module: nn.Module) -> int:
+    """Replace the item representation of every :class:`Expert` inside ``module`` by its table.
+
+    Call in eval mode after loading weights. Returns the number of experts frozen.
+    """
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, Expert) and not isinstance(sub.items, PrecomputedItems):
+            with torch.no_grad():
+                sub.items = PrecomputedItems(sub.items.all())
+            count += 1
+    return count

@@ -1,0 +1,108 @@
+"""``padrec recommend``: top-k for a history of item ids or titles from a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from padrec.commands.common import console, fail, setup_logging
+
+
+def resolve_items(tokens: list[str], item_ids: list[str], titles: list[str]) -> list[int]:
+    """Map each token to an internal id: an original item id, ``#N`` (internal id), an exact
+    title (case-insensitive) or a unique title substring. Errors list close candidates."""
+    by_id = {str(k): i for i, k in enumerate(item_ids) if i > 0}
+    lower = [t.lower() for t in titles]
+    by_title: dict[str, int] = {}
+    for i, t in enumerate(lower):
+        if i > 0 and t and t not in by_title:
+            by_title[t] = i
+    out = []
+    for tok in tokens:
+        tok = tok.strip()
+        if not tok:
+            continue
+        if tok in by_id:
+            out.append(by_id[tok])
+        elif tok.startswith("#") and tok[1:].isdigit() and 0 < int(tok[1:]) < len(item_ids):
+            out.append(int(tok[1:]))
+        elif tok.lower() in by_title:
+            out.append(by_title[tok.lower()])
+        else:
+            hits = [i for i, t in enumerate(lower) if i > 0 and tok.lower() in t]
+            if len(hits) == 1:
+                out.append(hits[0])
+            elif not hits:
+                raise KeyError(f"'{tok}' matches no item id or title")
+            else:
+                shown = "; ".join(f"{item_ids[i]}: {titles[i][:60]}" for i in hits[:5])
+                raise KeyError(f"'{tok}' matches {len(hits)} titles ({shown}{' ...' if len(hits) > 5 else ''}); "
+                               "be more specific or give the item id")
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("recommend")
+    def recommend_command(
+        run_dir: Path = typer.Argument(..., help="A finished run directory (holds serving.safetensors)."),
+        history: str = typer.Option(..., "--history", "-H", help="Items oldest first, separated by '|' or ',': "
+                                    "original ids, #internal ids, titles or unique title fragments."),
+        k: int = typer.Option(10, "-k", help="How many items to return."),
+        repeat: int = typer.Option(20, help="Time this many calls and report the median latency."),
+        device: str = typer.Option("cpu", help="cpu or cuda."),
+        threads: int = typer.Option(1, help="Torch CPU threads for serving."),
+        verbose: bool = typer.Option(False, "-v", "--verbose"),
+    ) -> None:
+        """Top-k next items for a history, with titles and latency. No language model runs:
+        item vectors were precomputed when the run finished.
+
+        Example: padrec recommend runs/pad -H "B00099XNXS|B00UBJQHMU" -k 5
+        """
+        setup_logging(verbose)
+        import statistics
+        import time
+
+        from rich.table import Table
+
+        from padrec.data.loading import load_dataset
+        from padrec.serving import Recommender
+
+        t0 = time.perf_counter()
+        try:
+            rec = Recommender.load(run_dir, device=device, num_threads=threads)
+            from padrec.experiment import load_experiment_config
+            from padrec.training.checkpoint import read_json
+
+            cfg = load_experiment_config(read_json(run_dir / "serving.json")["experiment"])
+            ds = load_dataset(cfg.data)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            fail(str(exc))
+        load_s = time.perf_counter() - t0
+        titles = ds.titles()
+        item_ids = [str(x) for x in ds.item_ids]
+        sep = "|" if "|" in history else ","
+        try:
+            hist = resolve_items(history.split(sep), item_ids, titles)
+        except KeyError as exc:
+            fail(str(exc.args[0]))
+        if not hist:
+            fail("--history is empty")
+        answer = rec.recommend(hist, k)
+        times = [rec.recommend(hist, k).latency_ms for _ in range(max(0, repeat))]
+        table = Table(title=f"history ({len(hist)} items)")
+        table.add_column("#")
+        table.add_column("item")
+        table.add_column("title")
+        for i in hist:
+            table.add_row("", item_ids[i], titles[i][:80])
+        console.print(table)
+        table = Table(title=f"top-{k}")
+        for col in ("rank", "item", "score", "title"):
+            table.add_column(col)
+        for r, (i, s) in enumerate(zip(answer.items, answer.scores), 1):
+            table.add_row(str(r), item_ids[i], f"{s:.3f}", titles[i][:80])
+        console.print(table)
+        med = statistics.median(times) if times else answer.latency_ms
+        console.print(f"latency: first call {answer.latency_ms:.2f} ms, median of {len(times)} calls {med:.2f} ms "
+                      f"(load {load_s:.2f} s, {threads} thread(s), {device})")

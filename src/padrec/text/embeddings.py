@@ -1,0 +1,383 @@
+"""The one entry point: item table -> frozen (N+1) x D text-embedding matrix.
+
+>>> from padrec.text import TextConfig, build_text_embeddings
+>>> emb = build_text_embeddings(dataset, TextConfig(template="title"))
+>>> emb.matrix.shape          # (N+1, 384) with the default MiniLM; row 0 is zeros
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+
+from padrec.config import ConfigError, from_dict, to_dict
+from padrec.data.dataset import SequenceDataset
+from padrec.text.cache import (
+    CacheEntry,
+    cache_path,
+    default_cache_dir,
+    read_cache,
+    text_hash,
+    write_cache,
+)
+from padrec.text.encoders import ENCODERS, TextEncoder, resolve_device
+from padrec.text.errors import TextError
+from padrec.text.templates import render_texts
+
+logger = logging.getLogger("padrec.text")
+
+
+@dataclass
+class TextConfig:
+    """How item text embeddings are made.
+
+    Attributes:
+        encoder: registered encoder name: ``sentence-transformers`` (default, offline MiniLM),
+            ``causal-lm`` (offline SmolLM2 or a local LLM), ``openai`` (HTTP endpoint),
+            ``precomputed`` (a user's matrix).
+        encoder_config: options of that encoder (keys of its config dataclass, e.g.
+            ``{"model": "/models/llama3-llm2vec", "dtype": "bfloat16"}``); unknown keys are errors.
+        template: ``title`` (PAD), ``faerec`` (attributes), or a template string such as
+            ``"{title}[ by {brand}]"`` (see :mod:`padrec.text.templates`).
+        on_missing: items left without text (required field missing, empty rendering):
+            ``error`` (default; the message lists them) or ``zero`` (zero rows, with a warning).
+        batch_size: texts per forward pass (per request for ``openai``).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available).
+        num_threads: torch CPU threads while encoding; 0 leaves torch's setting.
+        cache_dir: cache root; ``""`` = ``$PADREC_CACHE`` or ``~/.cache/padrec``.
+        use_cache: read and update the content-addressed cache.
+    """
+
+    encoder: str = "sentence-transformers"
+    encoder_config: dict[str, Any] = field(default_factory=dict)
+    template: str = "title"
+    on_missing: Literal["error", "zero"] = "error"
+    batch_size: int = 64
+    device: str = "auto"
+    num_threads: int = 0
+    cache_dir: str = ""
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+        if self.on_missing not in ("error", "zero"):
+            raise ValueError(f"on_missing must be 'error' or 'zero', got {self.on_missing!r}")
+
+    def resolved_cache_dir(self) -> Path:
+        """The cache root this config uses."""
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+
+@dataclass
+class TextEmbeddings:
+    """A frozen item text-embedding matrix and how it was made.
+
+    Attributes:
+        matrix: (N+1) x D float32 tensor; row ``i`` = internal item ``i``; row 0 (padding) and
+            items without text are zeros.
+        encoder: encoder name; ``identity`` the full encoder description the cache keys on.
+        template: canonical template key.
+        item_ids: original item ids, length N+1 (``[PAD]`` first).
+        missing_ids: internal ids given zero rows for lack of text (or of a precomputed row).
+        encoded: distinct texts encoded by this call; ``cache_hits``: distinct texts taken from
+            the cache.
+        items_per_second: encoding throughput of this call (None when nothing was encoded).
+        load_seconds / encode_seconds / total_seconds: model load, encoding, whole call.
+        cache_path: the cache file (None when caching was off or not applicable).
+    """
+
+    matrix: torch.Tensor
+    encoder: str
+    identity: dict[str, Any]
+    template: str
+    item_ids: list[str]
+    missing_ids: list[int] = field(default_factory=list)
+    encoded: int = 0
+    cache_hits: int = 0
+    items_per_second: float | None = None
+    load_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    total_seconds: float = 0.0
+    cache_path: str | None = None
+    device: str = "cpu"
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.matrix.shape[0]) - 1
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description (everything but the matrix and the id list)."""
+        return {
+            "encoder": self.encoder,
+            "identity": self.identity,
+            "template": self.template,
+            "dim": self.dim,
+            "num_items": self.num_items,
+            "missing_ids": self.missing_ids,
+            "encoded": self.encoded,
+            "cache_hits": self.cache_hits,
+            "items_per_second": self.items_per_second,
+            "load_seconds": round(self.load_seconds, 3),
+            "encode_seconds": round(self.encode_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+            "cache_path": self.cache_path,
+            "device": self.device,
+        }
+
+    metadata_dict = metadata
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.safetensors`` (tensor ``embeddings``) and ``<path>.json`` (metadata + item_ids).
+
+        The JSON's ``item_ids`` list makes the pair usable as a ``precomputed`` encoder input.
+        Both files are written to temporary names first, then renamed.
+        """
+        from safetensors.torch import save_file
+
+        base = Path(path)
+        if base.suffix in (".safetensors", ".json"):
+            base = base.with_suffix("")
+        st_path, js_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        meta = self.metadata()
+        meta["item_ids"] = self.item_ids
+        tmp_st = st_path.with_name(f".{st_path.name}.tmp-{os.getpid()}")
+        tmp_js = js_path.with_name(f".{js_path.name}.tmp-{os.getpid()}")
+        try:
+            save_file({"embeddings": self.matrix.contiguous()}, str(tmp_st),
+                      metadata={"padrec_text_embeddings": json.dumps(self.metadata(), separators=(",", ":"))})
+            tmp_js.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            os.replace(tmp_st, st_path)
+            os.replace(tmp_js, js_path)
+        finally:
+            for tmp in (tmp_st, tmp_js):
+                if tmp.exists():
+                    tmp.unlink()
+        return st_path, js_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextEmbeddings":
+        """Read a pair written by :meth:`save` (``path`` with or without suffix)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        base = Path(path)
+        if base.suffix in (".safetensors", ".json"):
+            base = base.with_suffix("")
+        st_path, js_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        try:
+            matrix = load_file(str(st_path))["embeddings"]
+            meta = json.loads(js_path.read_text(encoding="utf-8"))
+        except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
+            raise TextError(f"{base}: cannot read text embeddings (.safetensors + .json): {exc}") from exc
+        if matrix.ndim != 2 or len(meta.get("item_ids", [])) != matrix.shape[0]:
+            raise TextError(f"{st_path}: matrix shape {tuple(matrix.shape)} does not match "
+                            f"{len(meta.get('item_ids', []))} item ids in {js_path}")
+        return cls(matrix=matrix.float(), encoder=meta.get("encoder", ""), identity=meta.get("identity", {}),
+                   template=meta.get("template", ""), item_ids=[str(x) for x in meta["item_ids"]],
+                   missing_ids=list(meta.get("missing_ids", [])), encoded=int(meta.get("encoded", 0)),
+                   cache_hits=int(meta.get("cache_hits", 0)), items_per_second=meta.get("items_per_second"),
+                   cache_path=meta.get("cache_path"), device=meta.get("device", "cpu"))
+
+
+def make_encoder(config: TextConfig) -> TextEncoder:
+    """Instantiate ``config.encoder`` with ``config.encoder_config`` (strictly checked)."""
+    if config.encoder not in ENCODERS:
+        raise ConfigError(f"text.encoder: unknown encoder {config.encoder!r}; known: {', '.join(ENCODERS.names())}")
+    cls = ENCODERS.get(config.encoder)
+    enc_cfg = from_dict(cls.config_class, config.encoder_config, where="text.encoder_config")
+    return cls(enc_cfg)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (0 = unchanged), restoring the old count."""
+    if n <= 0:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _describe(ids: list[int], item_ids: np.ndarray, reasons: dict[int, str] | None = None, limit: int = 10) -> str:
+    parts = []
+    for i in ids[:limit]:
+        s = f"{item_ids[i]} (id {i})"
+        if reasons:
+            s += f": {reasons[i]}"
+        parts.append(s)
+    more = f", ... {len(ids) - limit} more" if len(ids) > limit else ""
+    return "; ".join(parts) + more
+
+
+def _check_dataset(dataset: SequenceDataset) -> None:
+    n_rows = len(dataset.item_table)
+    if n_rows != len(dataset.item_ids):
+        raise TextError(f"dataset {dataset.name!r}: item_table has {n_rows} rows but there are "
+                        f"{len(dataset.item_ids)} item ids (expected N+1 each, row 0 = padding)")
+    if dataset.num_items < 1:
+        raise TextError(f"dataset {dataset.name!r} has no items")
+
+
+def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = None,
+                          progress: bool = True) -> TextEmbeddings:
+    """Make (or fetch from the cache) the dataset's frozen item text-embedding matrix.
+
+    Renders one text per item with ``config.template``, looks each distinct text up in the
+    cache by content hash, encodes only the texts not found (longest first, in batches, under
+    ``torch.inference_mode``, with a progress bar), stores them back, and assembles the
+    matrix in internal-id order. A fully cached call never loads the model.
+
+    Args:
+        dataset: the processed dataset (item_table rows 0..N, row 0 padding).
+        config: encoder, template, batching, device and cache options (defaults: offline
+            MiniLM on titles).
+        progress: show a tqdm bar (items/s, ETA) while encoding.
+
+    Returns:
+        :class:`TextEmbeddings`; ``matrix`` is (N+1) x D float32 with row 0 zeros.
+
+    Raises:
+        TextError: the template names unknown columns; every item lacks text; some items lack
+            text and ``on_missing="error"``; NaN/inf vectors; shape mismatches.
+        MissingDependencyError: the encoder's optional package is missing (names the pip command).
+        ConfigError: unknown encoder name or encoder option.
+    """
+    config = config or TextConfig()
+    t_start = time.perf_counter()
+    _check_dataset(dataset)
+    encoder = make_encoder(config)
+    item_ids = np.asarray(dataset.item_ids)
+    n = dataset.num_items
+    device = resolve_device(config.device)
+    cache_dir = config.resolved_cache_dir()
+    encoder.prepare(device, cache_dir)
+
+    if encoder.produces == "matrix":
+        matrix_np, missing_ids = encoder.item_matrix(item_ids)  # type: ignore[attr-defined]
+        if missing_ids:
+            logger.warning("precomputed: %d of %d items have no row and get zeros: %s", len(missing_ids), n,
+                           _describe(missing_ids, item_ids))
+        return TextEmbeddings(matrix=torch.from_numpy(matrix_np), encoder=config.encoder,
+                              identity=encoder.identity(), template="", item_ids=[str(x) for x in item_ids],
+                              missing_ids=missing_ids, total_seconds=time.perf_counter() - t_start,
+                              device=str(device))
+
+    rendered = render_texts(dataset.item_table, config.template)
+    missing = sorted(rendered.missing)
+    if len(missing) == n:
+        first = missing[0]
+        raise TextError(f"dataset {dataset.name!r}: all {n} items lack text under template "
+                        f"{config.template!r} (e.g. {rendered.missing[first]}); pick another template or fields")
+    if missing:
+        detail = _describe(missing, item_ids, rendered.missing)
+        if config.on_missing == "error":
+            raise TextError(f"dataset {dataset.name!r}: {len(missing)} of {n} items have no text under template "
+                            f"{config.template!r}: {detail}. Fill them in, use an optional field "
+                            f"({{field?}} or [segment]), or set on_missing='zero' (--missing zero) to give them zero rows")
+        logger.warning("%d of %d items have no text and get zero rows: %s", len(missing), n, detail)
+
+    missing_set = set(missing)
+    item_hash: dict[int, str] = {}
+    distinct: dict[str, str] = {}  # hash -> text, in order of first appearance
+    for i in range(1, n + 1):
+        if i in missing_set:
+            continue
+        h = text_hash(rendered.texts[i])
+        item_hash[i] = h
+        distinct.setdefault(h, rendered.texts[i])
+
+    identity = encoder.identity()
+    path = cache_path(cache_dir, identity, rendered.template_key) if config.use_cache else None
+    entry = read_cache(path, identity, rendered.template_key) if path is not None else None
+    known = entry.index() if entry is not None else {}
+    todo = [h for h in distinct if h not in known]
+    hits = len(distinct) - len(todo)
+
+    load_s = enc_s = 0.0
+    rate: float | None = None
+    new_matrix: np.ndarray | None = None
+    if todo:
+        with torch_threads(config.num_threads):
+            t0 = time.perf_counter()
+            encoder.ensure_loaded()
+            load_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
+                                        progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
+            enc_s = time.perf_counter() - t1
+        rate = len(todo) / enc_s if enc_s > 0 else None
+        if entry is not None and entry.dim != new_matrix.shape[1]:
+            logger.warning("text cache %s: holds %d-d vectors but the encoder now gives %d-d; "
+                           "rebuilding it from scratch", path, entry.dim, new_matrix.shape[1])
+            entry, known = None, {}
+            todo = list(distinct)
+            hits = 0
+            with torch_threads(config.num_threads):
+                t1 = time.perf_counter()
+                new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
+                                            progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
+                enc_s = time.perf_counter() - t1
+            rate = len(todo) / enc_s if enc_s > 0 else None
+        if path is not None:
+            old_hashes = entry.hashes if entry is not None else []
+            old_matrix = entry.matrix if entry is not None else np.zeros((0, new_matrix.shape[1]), np.float32)
+            merged = CacheEntry(hashes=old_hashes + todo, matrix=np.concatenate([old_matrix, new_matrix]),
+                                created=entry.created if entry is not None else "")
+            try:
+                write_cache(path, merged, identity, rendered.template_key, encoder.normalize)
+            except OSError as exc:
+                logger.warning("text cache %s: could not be written (%s); continuing without caching", path, exc)
+
+    dim = new_matrix.shape[1] if new_matrix is not None else entry.dim  # type: ignore[union-attr]
+    matrix = np.zeros((n + 1, dim), dtype=np.float32)
+    new_index = {h: r for r, h in enumerate(todo)}
+    for i, h in item_hash.items():
+        if h in new_index:
+            matrix[i] = new_matrix[new_index[h]]  # type: ignore[index]
+        else:
+            matrix[i] = entry.matrix[known[h]]  # type: ignore[union-attr]
+    bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if len(bad):
+        raise TextError(f"{len(bad)} item vector(s) contain NaN/inf: {_describe(list(bad), item_ids)}")
+
+    result = TextEmbeddings(
+        matrix=torch.from_numpy(matrix), encoder=config.encoder, identity=identity,
+        template=rendered.template_key, item_ids=[str(x) for x in item_ids], missing_ids=missing,
+        encoded=len(todo), cache_hits=hits, items_per_second=rate, load_seconds=load_s,
+        encode_seconds=enc_s, total_seconds=time.perf_counter() - t_start,
+        cache_path=str(path) if path is not None else None, device=str(device),
+    )
+    logger.info("text embeddings for %s: %d x %d, %d encoded, %d from cache, %.2f s", dataset.name,
+                n + 1, dim, result.encoded, result.cache_hits, result.total_seconds)
+    return result
+
+
+def text_config_from_dict(data: dict[str, Any] | None) -> TextConfig:
+    """``TextConfig`` from a mapping (YAML section ``text``), refusing unknown keys."""
+    return from_dict(TextConfig, data, where="text")
+
+
+def text_config_to_dict(config: TextConfig) -> dict[str, Any]:
+    """Plain-dict form of a ``TextConfig`` (for YAML/JSON)."""
+    return to_dict(config)
