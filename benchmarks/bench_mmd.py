@@ -1,9 +1,16 @@
 """Time and peak memory of MK-MMD forward + backward (padrec vs. explicit pairwise differences).
 
-Each (method, n) runs in a fresh subprocess; peak memory is the growth of the process's resident-set
-high-water mark (``resource.getrusage(...).ru_maxrss``) from just before the first loss call to the
-end, so it covers the forward temporaries, the saved graph and the backward. Time is the median of
-``--repeats`` timed forward + backward passes after one warm-up.
+Each (method, n) is measured in two fresh subprocesses:
+
+* time: median (and min) wall seconds of ``--repeats`` forward + backward passes after one warm-up,
+  plus the process CPU seconds per pass (less sensitive to other jobs sharing the cores);
+* memory: one forward + backward; peak = growth of the resident-set high-water mark
+  (``resource.getrusage(...).ru_maxrss``) from just before the loss call, so it covers the forward
+  temporaries, the saved graph and the backward. This subprocess runs with
+  ``MALLOC_MMAP_THRESHOLD_=1048576`` so that every tensor buffer ≥ 1 MiB is its own mmap and is
+  returned to the OS when freed: the high-water mark then tracks live tensors. (With glibc's default
+  dynamic threshold, freed blocks up to 32 MiB stay in the heap and the RSS peak reads 3-4x higher;
+  ``--default-malloc`` measures that instead.)
 
 Methods:
   gaussian        padrec ``mk_mmd`` (default Gaussian MK-MMD, release estimator)
@@ -15,12 +22,14 @@ Methods:
 Usage:
   python benchmarks/bench_mmd.py                       # n = 1300, 2600; d = 128; float32; CPU
   python benchmarks/bench_mmd.py --sizes 650 1300 --methods gaussian naive
+  python benchmarks/bench_mmd.py --methods gaussian          # the PAD default only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -76,51 +85,59 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run_one(method: str, n: int, d: int, repeats: int, dtype: str) -> dict:
-    """Measure one configuration in this process; returns a dict of figures."""
+def run_one(method: str, n: int, d: int, repeats: int, dtype: str, mode: str) -> dict:
+    """Measure one configuration in this process (mode "time" or "memory"); returns a dict of figures."""
     torch.manual_seed(0)
     dt = getattr(torch, dtype)
     x = torch.randn(n, d, dtype=dt, requires_grad=True)
     y = (torch.randn(n, d, dtype=dt) + 0.5).requires_grad_(True)
     fn = _loss_fn(method)
     before = _maxrss_mib()
-    times = []
+    wall, cpu = [], []
     value = float("nan")
-    for i in range(repeats + 1):
+    for i in range(1 if mode == "memory" else repeats + 1):
         x.grad = y.grad = None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = fn(x, y)
         loss.backward()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         value = float(loss.detach())
-        if i > 0:
-            times.append(t1 - t0)
+        if i > 0 or mode == "memory":
+            wall.append(t1 - t0)
+            cpu.append(c1 - c0)
     return {
         "method": method,
         "n": n,
         "d": d,
         "dtype": dtype,
         "threads": torch.get_num_threads(),
-        "median_s": statistics.median(times),
-        "min_s": min(times),
+        "median_s": statistics.median(wall),
+        "min_s": min(wall),
+        "cpu_s": statistics.median(cpu),
         "peak_mib": _maxrss_mib() - before,
         "value": value,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1300, 2600], help="rows per side (n)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--naive-max-n", type=int, default=650, help="skip 'naive' above this n (memory)")
-    parser.add_argument("--one", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="memory run without MALLOC_MMAP_THRESHOLD_"
+    )
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.dim, args.repeats, args.dtype)))
+        method, n, mode = args.one
+        print(json.dumps(run_one(method, int(n), args.dim, args.repeats, args.dtype, mode)))
         return
 
     rows = []
@@ -131,16 +148,41 @@ def main() -> None:
                 continue
             if method != "naive" and n not in args.sizes:
                 continue
-            cmd = [sys.executable, __file__, "--one", method, str(n), "--dim", str(args.dim),
-                   "--repeats", str(args.repeats), "--dtype", args.dtype]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            result = {}
+            for mode in ("time", "memory"):
+                env = dict(os.environ)
+                if mode == "memory" and not args.default_malloc:
+                    env["MALLOC_MMAP_THRESHOLD_"] = "1048576"
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    method,
+                    str(n),
+                    mode,
+                    "--dim",
+                    str(args.dim),
+                    "--repeats",
+                    str(args.repeats),
+                    "--dtype",
+                    args.dtype,
+                ]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+                result[mode] = json.loads(out.strip().splitlines()[-1])
+            row = dict(result["time"])
+            row["peak_mib"] = result["memory"]["peak_mib"]
+            rows.append(row)
 
-    print(f"MK-MMD forward+backward, d={args.dim}, {args.dtype}, CPU threads={rows[0]['threads'] if rows else '?'}")
-    print(f"{'method':<16} {'n/side':>7} {'median s':>9} {'min s':>8} {'peak MiB':>9} {'value':>12}")
+    threads = rows[0]["threads"] if rows else "?"
+    print(f"MK-MMD forward+backward, d={args.dim}, {args.dtype}, CPU, torch threads={threads}")
+    print(
+        f"{'method':<16} {'n/side':>7} {'median s':>9} {'min s':>8} {'CPU s':>7} {'peak MiB':>9} {'value':>10}"
+    )
     for r in rows:
-        print(f"{r['method']:<16} {r['n']:>7} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
-              f"{r['peak_mib']:>9.1f} {r['value']:>12.6f}")
+        print(
+            f"{r['method']:<16} {r['n']:>7} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['cpu_s']:>7.2f} "
+            f"{r['peak_mib']:>9.1f} {r['value']:>10.6f}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import padrec.losses.alignment as alignment
+from padrec.losses import alignment
 from padrec.losses.alignment import (
     ALIGNMENT_LOSSES,
     MMD_ESTIMATORS,
@@ -46,6 +46,13 @@ def _np_kernel_matrix(z: np.ndarray, kernel: str, exponents=RELEASE_EXPONENTS, m
 
 def _np_weights(n: int, estimator: str) -> np.ndarray:
     w = np.zeros((2 * n, 2 * n))
+    if estimator == "linear_time":  # the release's linear index matrix: entries assigned, not added
+        for i in range(n):
+            s1, s2 = i, (i + 1) % n
+            t1, t2 = s1 + n, s2 + n
+            w[s1, s2] = w[t1, t2] = 1.0 / n
+            w[s1, t2] = w[s2, t1] = -1.0 / n
+        return w
     for i in range(n):
         for j in range(n):
             if estimator == "biased":
@@ -66,10 +73,12 @@ def _np_mmd(x: np.ndarray, y: np.ndarray, kernel: str, estimator: str = "release
     n = x.shape[0]
     k = _np_kernel_matrix(np.concatenate([x, y]), kernel, **kw)
     value = float((k * _np_weights(n, estimator)).sum())
-    return value + 2.0 / (n - 1) if estimator == "release" else value
+    return value + 2.0 / (n - 1) if estimator in ("release", "linear_time") else value
 
 
-def _rand(n: int, d: int, seed: int, shift: float = 0.0, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def _rand(
+    n: int, d: int, seed: int, shift: float = 0.0, dtype=torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=dtype)
     y = torch.randn(n, d, generator=g, dtype=dtype) * 1.3 + shift
@@ -88,6 +97,13 @@ def test_mmd_matches_numpy_reference(kernel: str, estimator: str) -> None:
     got = float(mk_mmd(x, y, kernel=kernel, estimator=estimator))
     want = _np_mmd(x.numpy(), y.numpy(), kernel, estimator)
     assert got == pytest.approx(want, rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("kernel", MMD_KERNELS)
+def test_linear_time_estimator_at_two_rows(kernel: str) -> None:
+    x, y = _rand(2, 3, seed=22, shift=0.4)
+    got = float(mk_mmd(x, y, kernel=kernel, estimator="linear_time"))
+    assert got == pytest.approx(_np_mmd(x.numpy(), y.numpy(), kernel, "linear_time"), rel=1e-6)
 
 
 def test_mmd_custom_bandwidth_ladder_matches_numpy() -> None:
@@ -152,7 +168,10 @@ def test_mmd_small_for_same_distribution_large_for_shift(kernel: str) -> None:
 @pytest.mark.parametrize("name", ALIGNMENT_LOSSES)
 def test_masked_equals_unmasked_on_valid_rows(name: str) -> None:
     g = torch.Generator().manual_seed(8)
-    x, y = torch.randn(3, 7, 5, generator=g, dtype=torch.float64), torch.randn(3, 7, 5, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(3, 7, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 7, 5, generator=g, dtype=torch.float64),
+    )
     mask = torch.rand(3, 7, generator=g) > 0.4
     x = x.masked_fill(~mask[..., None], 0.0)  # padding slots hold zeros, as a padding embedding would
     got = float(alignment_loss(name, x, y, mask=mask))
@@ -207,12 +226,16 @@ def test_bandwidth_is_detached(kernel: str) -> None:
     assert torch.allclose(grads[0], grads[1], rtol=1e-8, atol=1e-12)
 
 
-def test_pairwise_l1_chunked_backward(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(alignment, "_L1_CHUNK_ELEMENTS", 20)  # forces one row per chunk
+@pytest.mark.parametrize("chunked", [False, True])
+def test_pairwise_l1_backward(monkeypatch: pytest.MonkeyPatch, chunked: bool) -> None:
+    """Both backward paths (CPU aten kernel; chunked loop used on CUDA) against finite differences."""
+    monkeypatch.setattr(alignment, "_L1_FORCE_CHUNKED", chunked)
+    monkeypatch.setattr(alignment, "_L1_CHUNK_ELEMENTS", 20)  # one row per chunk
     a, b = _rand(5, 4, seed=13)
     a.requires_grad_(True)
     b = b[:3].clone().requires_grad_(True)
     assert torch.autograd.gradcheck(pairwise_l1, (a, b))
+    assert torch.autograd.gradcheck(lambda u: pairwise_l1(u, u), (a,))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,7 +288,10 @@ def test_info_nce_removes_duplicate_items_from_negatives() -> None:
 
 def test_info_nce_mask_and_ids_with_leading_dims() -> None:
     g = torch.Generator().manual_seed(16)
-    x, y = torch.randn(2, 4, 3, generator=g, dtype=torch.float64), torch.randn(2, 4, 3, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(2, 4, 3, generator=g, dtype=torch.float64),
+        torch.randn(2, 4, 3, generator=g, dtype=torch.float64),
+    )
     ids = torch.tensor([[0, 3, 5, 3], [0, 0, 7, 5]])
     mask = ids > 0
     got = float(info_nce(x, y, mask=mask, dedupe_ids=ids))

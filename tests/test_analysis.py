@@ -272,8 +272,8 @@ def test_cli_buckets_writes_png_and_json(tmp_path):
 
 
 def test_cli_discrepancy_and_distances(tmp_path, monkeypatch):
-    import padrec.commands.analyze as analyze
     from padrec.cli import app
+    from padrec.commands import analyze
 
     runs = {"a": _fake_run(seed=0), "b": _fake_run(seed=0)}
     runs["b"][0].item_embeddings = lambda: {"id": runs["a"][0].item_embeddings()["id"] * 2.0}

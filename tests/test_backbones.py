@@ -23,17 +23,40 @@ TINY = {"hidden_size": D, "max_len": L}
 
 CASES: dict[str, tuple[str, dict]] = {
     "sasrec": ("sasrec", {**TINY, "num_layers": 2, "num_heads": 2}),
-    "sasrec-preln-scaled": ("sasrec", {**TINY, "norm_first": True, "scale_input": True, "activation": "relu"}),
-    "sasrec-release": ("sasrec", {**TINY, "num_layers": 2, "attention_bias": False, "init": "xavier_normal",
-                                  "activation": "relu", "layer_norm_eps": 1e-6}),
+    "sasrec-dense": ("sasrec", {**TINY, "pack_padding": False}),
+    "sasrec-preln-scaled": (
+        "sasrec",
+        {**TINY, "norm_first": True, "scale_input": True, "activation": "relu"},
+    ),
+    "sasrec-release": (
+        "sasrec",
+        {
+            **TINY,
+            "num_layers": 2,
+            "attention_bias": False,
+            "init": "xavier_normal",
+            "activation": "relu",
+            "layer_norm_eps": 1e-6,
+        },
+    ),
     "gru4rec": ("gru4rec", {**TINY}),
     "gru4rec-2layer-bias": ("gru4rec", {**TINY, "num_layers": 2, "gru_hidden_size": 12, "bias": True}),
     "caser": ("caser", {**TINY, "window": 3, "num_h": 4, "num_v": 2}),
+    "caser-v-only": ("caser", {**TINY, "window": 2, "num_h": 0, "num_v": 3, "fc_activation": "identity"}),
     "caser-h-only": ("caser", {**TINY, "window": 4, "num_h": 3, "num_v": 0, "conv_activation": "tanh"}),
 }
 for _name in BACKBONES.names():
     if not any(name == _name for name, _ in CASES.values()):
         CASES[_name] = (_name, dict(TINY))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors gain nothing from threads; one thread avoids spin-wait contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def build(case: str, seed: int = 0) -> Backbone:
@@ -176,7 +199,9 @@ def test_gru_with_bias_is_perturbed_by_padding() -> None:
                 p.fill_(0.5)
     real = torch.randn(1, 3, D)
     alone = model(real, torch.zeros(1, 3, dtype=torch.bool))
-    padded = model(torch.cat([torch.zeros(1, 2, D), real], 1), torch.tensor([[True, True, False, False, False]]))
+    padded = model(
+        torch.cat([torch.zeros(1, 2, D), real], 1), torch.tensor([[True, True, False, False, False]])
+    )
     assert not torch.allclose(padded[:, -3:], alone)
 
 
@@ -197,6 +222,22 @@ def test_sasrec_pad_release_preset() -> None:
     assert abs(q.std().item() - 128**-0.5) < 0.01
     y = model.eval()(torch.randn(2, 20, 128), torch.zeros(2, 20, dtype=torch.bool))
     assert y.shape == (2, 20, 128)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_sasrec_packed_equals_dense(norm_first: bool) -> None:
+    cfg = SASRecConfig(hidden_size=D, max_len=L, norm_first=norm_first, scale_input=True)
+    torch.manual_seed(0)
+    packed = SASRec(cfg).eval()
+    dense = SASRec(dataclasses.replace(cfg, pack_padding=False)).eval()
+    dense.load_state_dict(packed.state_dict())
+    x, pad = inputs()
+    x.requires_grad_(True)
+    y = packed(x, pad)
+    torch.testing.assert_close(y, dense(x, pad))
+    (grad_packed,) = torch.autograd.grad(y.pow(2).sum(), x)
+    (grad_dense,) = torch.autograd.grad(dense(x, pad).pow(2).sum(), x)
+    torch.testing.assert_close(grad_packed, grad_dense)
 
 
 def test_sasrec_pre_ln_has_final_norm_and_config_validation() -> None:

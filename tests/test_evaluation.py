@@ -38,7 +38,9 @@ INV_LOG2_12 = 0.2789429456511298  # 1 / log2(12)
 
 
 # --------------------------------------------------------------------------- helpers
-def make_eval_set(histories: list[list[int]], targets: list[int], seen: list[list[int]] | None = None, L: int = 4) -> EvalSet:
+def make_eval_set(
+    histories: list[list[int]], targets: list[int], seen: list[list[int]] | None = None, L: int = 4
+) -> EvalSet:
     """EvalSet from Python lists; ``seen`` defaults to the histories."""
     seen = histories if seen is None else seen
     H = np.zeros((len(histories), L), dtype=np.int64)
@@ -192,7 +194,9 @@ SCORES = np.array([[5.0, 0.9, 0.5, 0.7, -0.2, 0.1, -0.4]], dtype=np.float32)
 )
 def test_history_handling_hand_computed(mode, target, expected):
     es = indexed_eval_set(1, [target], [[1, 3]])
-    res = evaluate(table_score_fn(SCORES), es, None, EvalConfig(ks=[1, 3], history_handling=mode, main_metric="NDCG@3"))
+    res = evaluate(
+        table_score_fn(SCORES), es, None, EvalConfig(ks=[1, 3], history_handling=mode, main_metric="NDCG@3")
+    )
     assert res.ranks.tolist() == [expected]
 
 
@@ -212,7 +216,10 @@ def test_matches_brute_force_with_ties(mode):
     scores = rng.integers(-3, 4, size=(U, n + 1)).astype(np.float32)  # many exact ties and zeros
     scores[3, 5] = np.nan
     scores[4, :] = np.nan
-    seen = [sorted(rng.choice(np.arange(1, n + 1), size=rng.integers(0, 8), replace=False).tolist()) for _ in range(U)]
+    seen = [
+        sorted(rng.choice(np.arange(1, n + 1), size=rng.integers(0, 8), replace=False).tolist())
+        for _ in range(U)
+    ]
     targets = rng.integers(1, n + 1, size=U)
     targets[0] = seen[0][0] if seen[0] else 1
     targets[3] = 5
@@ -289,7 +296,12 @@ def test_errors():
     with pytest.raises(ValueError, match="exceeds the catalogue"):
         evaluate(table_score_fn(scores), es, None, EvalConfig())
     with pytest.raises(ValueError, match="target ids"):
-        evaluate(table_score_fn(scores), indexed_eval_set(1, [5], [[]]), None, EvalConfig(ks=[1], main_metric="HR@1"))
+        evaluate(
+            table_score_fn(scores),
+            indexed_eval_set(1, [5], [[]]),
+            None,
+            EvalConfig(ks=[1], main_metric="HR@1"),
+        )
     stats = make_stats(6, [1] * 6, [0] * 6, [], 1)
     with pytest.raises(ValueError, match="columns"):
         evaluate(table_score_fn(scores), es, stats, EvalConfig(ks=[1], main_metric="HR@1"))
@@ -305,7 +317,12 @@ def test_config_validation():
         from_dict(EvalConfig, {"history_handling": "drop"})
     with pytest.raises(ConfigError):
         from_dict(EvalConfig, {"ks": [5], "main_metric": "NDCG@10"})
-    for bad in ({"batch_size": 0}, {"ks": []}, {"main_metric": "nowhere/NDCG@10"}, {"main_metric": "tail/Coverage@10"}):
+    for bad in (
+        {"batch_size": 0},
+        {"ks": []},
+        {"main_metric": "nowhere/NDCG@10"},
+        {"main_metric": "tail/Coverage@10"},
+    ):
         with pytest.raises(ValueError):
             EvalConfig(**bad)
 
@@ -360,10 +377,22 @@ def test_reports_render():
     console = Console(record=True, width=200)
     print_result(res, console, title="test run")
     text = console.export_text()
-    for s in ("test run", "NDCG@2", "warm", "cold", "tail", "Coverage@2", "By frequency bucket"):
+    for s in (
+        "test run",
+        "NDCG@2",
+        "NDCG",
+        "warm",
+        "cold",
+        "tail",
+        "Coverage",
+        "By target bucket",
+        "3 users",
+    ):
         assert s in text
     console = Console(record=True, width=200)
-    print_runs({"single": res, "seeds": [res.flat_metrics(), {**res.flat_metrics(), "NDCG@2": 0.0}]}, console=console)
+    print_runs(
+        {"single": res, "seeds": [res.flat_metrics(), {**res.flat_metrics(), "NDCG@2": 0.0}]}, console=console
+    )
     text = console.export_text()
     assert "±" in text and "single" in text and "seeds" in text
 
@@ -386,9 +415,15 @@ def test_prime_pantry_sized_speed():
         return table[h].mean(1) @ table.T
 
     evaluate(score_fn, es.subset(np.arange(100)), None, EvalConfig())  # warm-up
-    start = time.perf_counter()
-    res = evaluate(score_fn, es, None, EvalConfig())
-    elapsed = time.perf_counter() - start
-    print(f"\nPrime Pantry-sized evaluation: {elapsed:.2f} s")
+    # CPU time on one thread is far less sensitive to other jobs on the machine than wall time.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        res = evaluate(score_fn, es, None, EvalConfig())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(threads)
+    print(f"\nPrime Pantry-sized evaluation, 1 thread: {wall:.2f} s wall, {cpu:.2f} s CPU")
     assert res.num_users == U
-    assert elapsed < 10.0
+    assert cpu < 6.0

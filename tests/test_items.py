@@ -3,7 +3,7 @@ safetensors round trips, and PAD's concat fusion."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -28,6 +28,15 @@ FACTORIES: dict[str, Callable[[], ItemRepresentation]] = {
     "text-release-padding": lambda: TextMLP(text_table(), D, num_hidden_layers=1, zero_padding=False),
     "concat": lambda: ConcatFusion(IDEmbedding(N, D), TextMLP(text_table(), D, num_hidden_layers=1), D),
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors gain nothing from threads; one thread avoids spin-wait contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def build(case: str, seed: int = 0) -> ItemRepresentation:

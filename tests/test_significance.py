@@ -104,8 +104,14 @@ def test_per_user_paired_test():
 
 
 def test_compare_runs_and_table():
-    runs_a = [{"HR@10": 0.11, "NDCG@10": 0.061, "Coverage@10": 0.3}, {"HR@10": 0.12, "NDCG@10": 0.064, "Coverage@10": 0.3}]
-    runs_b = [{"HR@10": 0.10, "NDCG@10": 0.060, "Coverage@10": 0.2}, {"HR@10": 0.10, "NDCG@10": 0.061, "Coverage@10": 0.2}]
+    runs_a = [
+        {"HR@10": 0.11, "NDCG@10": 0.061, "Coverage@10": 0.3},
+        {"HR@10": 0.12, "NDCG@10": 0.064, "Coverage@10": 0.3},
+    ]
+    runs_b = [
+        {"HR@10": 0.10, "NDCG@10": 0.060, "Coverage@10": 0.2},
+        {"HR@10": 0.10, "NDCG@10": 0.061, "Coverage@10": 0.2},
+    ]
     rows = compare_runs(runs_a, runs_b)
     assert [r.metric for r in rows] == ["HR@10", "NDCG@10"]
     hr = rows[0]

@@ -12,7 +12,14 @@ import pytest
 import torch
 from text_helpers import HashEncoder, hash_vector, titles_dataset
 
-from padrec.text import CacheEntry, TextConfig, build_text_embeddings, default_cache_dir, read_cache, write_cache
+from padrec.text import (
+    CacheEntry,
+    TextConfig,
+    build_text_embeddings,
+    default_cache_dir,
+    read_cache,
+    write_cache,
+)
 from padrec.text.cache import cache_key, cache_path, text_hash
 
 IDENT = {"encoder": "test-hash", "dim": 3}

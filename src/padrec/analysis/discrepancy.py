@@ -9,7 +9,8 @@ item (and of the history item).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -61,7 +62,7 @@ def kendall_tau(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
     tau and p_value are NaN with fewer than 2 values or when either sample is constant.
     """
-    n = int(len(x))
+    n = len(x)
     if n < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return {"tau": float("nan"), "p_value": float("nan"), "pairs": n}
     res = kendalltau(x, y)
@@ -108,7 +109,7 @@ def kendall_discrepancy(
     da = pair_distances(a, p, distance)
     db = pair_distances(b, p, distance)
     out: dict[str, Any] = {
-        "names": list(names), "distance": distance, "num_pairs": int(len(p)),
+        "names": list(names), "distance": distance, "num_pairs": len(p),
         "overall": kendall_tau(da, db),
         "by_target_bucket": {}, "by_history_bucket": {}, "by_target_group": {}, "by_history_group": {},
     }

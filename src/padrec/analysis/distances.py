@@ -12,9 +12,11 @@ pairwise distance of the space); 1.0 means "as far apart as a typical pair".
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from scipy.stats import mannwhitneyu
 
 Distance = Literal["euclidean", "cosine"]
@@ -22,10 +24,17 @@ _CHUNK_ELEMENTS = 1 << 23  # values per chunk when gathering rows (~64 MB of flo
 
 
 def as_numpy_table(emb: Any, name: str = "table") -> np.ndarray:
-    """An (N+1)×d table (torch tensor or array-like) as a float64 numpy array; checks it is 2-D."""
-    if hasattr(emb, "detach"):
-        emb = emb.detach().cpu().float().numpy()
-    arr = np.asarray(emb, dtype=np.float64)
+    """An (N+1)×d table (torch tensor or array-like) as a float32/float64 numpy array on the CPU.
+
+    float64 input stays float64, anything else becomes float32 (no copy where possible);
+    distances are computed in float64 chunk by chunk. Raises if the table is not 2-D.
+    """
+    if isinstance(emb, torch.Tensor):
+        emb = emb.detach().cpu()
+        emb = emb.numpy() if emb.dtype in (torch.float32, torch.float64) else emb.float().numpy()
+    arr = np.asarray(emb)
+    if arr.dtype != np.float64:
+        arr = arr.astype(np.float32, copy=False)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected an (N+1)×d embedding table, got shape {arr.shape}")
     return arr
@@ -56,18 +65,18 @@ def pair_distances(emb: Any, pairs: Any, distance: Distance = "euclidean") -> np
     p = check_pairs(pairs, len(table))
     if distance not in ("euclidean", "cosine"):
         raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
-    if distance == "cosine":
-        norms = np.linalg.norm(table, axis=1, keepdims=True)
-        table = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
     out = np.empty(len(p), dtype=np.float64)
     step = max(1, _CHUNK_ELEMENTS // max(table.shape[1], 1))
     for lo in range(0, len(p), step):
-        a = table[p[lo : lo + step, 0]]
-        b = table[p[lo : lo + step, 1]]
+        a = table[p[lo : lo + step, 0]].astype(np.float64)
+        b = table[p[lo : lo + step, 1]].astype(np.float64)
         if distance == "euclidean":
             out[lo : lo + step] = np.sqrt(((a - b) ** 2).sum(1))
         else:
-            out[lo : lo + step] = 1.0 - (a * b).sum(1)
+            denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            dot = (a * b).sum(1)
+            sim = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
+            out[lo : lo + step] = 1.0 - sim
     return out
 
 
@@ -128,7 +137,7 @@ def summary_stats(x: np.ndarray) -> dict[str, float]:
         return {"count": 0}
     q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
-        "count": int(len(x)), "mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()),
+        "count": len(x), "mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()),
         "q05": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]), "q95": float(q[4]),
         "max": float(x.max()),
     }
@@ -208,7 +217,7 @@ def distance_distributions(
     near_idx, far_idx = split_near_far(dists[reference], fraction)
     result: dict[str, Any] = {
         "spaces": list(arrays), "reference": reference, "fraction": fraction, "distance": distance,
-        "num_pairs": int(len(p)), "group_size": int(len(near_idx)),
+        "num_pairs": len(p), "group_size": len(near_idx),
         "normalizer": {}, "stats": {}, "overlap": {}, "rank_correlation": {},
     }
     samples: dict[str, dict[str, np.ndarray]] = {}

@@ -14,8 +14,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -92,7 +93,9 @@ def save_figure_atomic(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     return path
 
 
-def _fmt_lift(lift: float | None) -> str:
+def _fmt_lift(lift: float | None, a: float | None = None, b: float | None = None) -> str:
+    if a == 0 and b is not None:
+        return "both 0" if b == 0 else "from 0"
     if lift is None or not math.isfinite(lift):
         return "n/a"
     return f"{lift * 100:+.0f}%" if abs(lift) >= 0.095 else f"{lift * 100:+.1f}%"
@@ -139,7 +142,7 @@ def plot_bucket_comparison(comparison: dict[str, Any], path: str | Path) -> Path
             lift = rows[k].get("lift")
             h = np.nanmax([a[i], b[i], 0.0])
             color = "0.35" if lift is None else (COLOR_UP if lift >= 0 else COLOR_DOWN)
-            ax.text(x[i], h + 0.02 * top, _fmt_lift(lift), ha="center", va="bottom", fontsize=8,
+            ax.text(x[i], h + 0.02 * top, _fmt_lift(lift, rows[k].get("a"), rows[k].get("b")), ha="center", va="bottom", fontsize=8,
                     color=color, rotation=90 if len(keys) > 12 else 0)
         labels = []
         for k in keys:
@@ -189,6 +192,7 @@ def plot_discrepancy(result: dict[str, Any], path: str | Path) -> Path:
     span = max(hi - lo, 0.05)
     pad = 0.012 * span
     digits = 2 if span >= 0.2 else 3
+    crowded = len(keys) * len(series) > (16 if digits == 2 else 10)
     width = 0.8 / len(series)
     for s, (rows, label, color) in enumerate(series):
         taus = np.array([_val(rows.get(k, {}).get("tau")) for k in keys])
@@ -198,7 +202,7 @@ def plot_discrepancy(result: dict[str, Any], path: str | Path) -> Path:
             up = not math.isfinite(t) or t >= 0
             ax.text(p, (t if math.isfinite(t) else 0.0) + (pad if up else -pad),
                     f"{t:.{digits}f}" if math.isfinite(t) else "n/a",
-                    ha="center", va="bottom" if up else "top", fontsize=7 if len(keys) <= 12 else 6,
+                    ha="center", va="bottom" if up else "top", fontsize=7, rotation=90 if crowded else 0,
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6})
     if overall is not None and math.isfinite(overall):
         ax.axhline(overall, color="k", ls="--", lw=1, label=f"overall τ = {overall:.3f}", zorder=1.5)
@@ -207,7 +211,8 @@ def plot_discrepancy(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_xticklabels([str(k) for k in keys])
     ax.set_xlabel("frequency bucket (1 = warmest)")
     ax.set_ylabel("Kendall's τ")
-    ax.set_ylim(lo - 0.12 * span if lo < 0 else 0.0, hi + 0.12 * span)
+    head = 0.22 if crowded else 0.12
+    ax.set_ylim(lo - head * span if lo < 0 else 0.0, hi + head * span)
     names = result.get("names", ["A", "B"])
     ax.set_title(f"Distance agreement of (history, target) pairs: {names[0]} vs {names[1]}\n"
                  f"{result.get('distance', '')} distance, {result.get('num_pairs', 0):,} pairs", fontsize=10)

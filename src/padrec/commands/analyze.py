@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -130,8 +130,8 @@ def register(app: typer.Typer) -> None:
         run_b: Path = typer.Argument(..., help="Challenger run, same kinds as RUN_A."),
         metric: str = typer.Option("NDCG@10", help="Metric to compare, e.g. NDCG@10 or HR@10."),
         split: str = typer.Option("test", help="Results split: test or valid."),
-        name_a: Optional[str] = typer.Option(None, help="Display name of RUN_A (default: its directory name)."),
-        name_b: Optional[str] = typer.Option(None, help="Display name of RUN_B."),
+        name_a: str | None = typer.Option(None, help="Display name of RUN_A (default: its directory name)."),
+        name_b: str | None = typer.Option(None, help="Display name of RUN_B."),
         out: Path = typer.Option(Path("analysis"), "--out", "-o", help="Output directory for PNG + JSON."),
     ) -> None:
         """Compare two runs per frequency bucket of the target and per warm/median/cold group.
@@ -180,8 +180,8 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", help="Pairs from the test or valid sequences."),
         keep_repeats: bool = typer.Option(False, "--keep-repeats", help="Keep pairs whose history item is "
                                           "the target itself (dropped by default)."),
-        name_a: Optional[str] = typer.Option(None, help="Display name of A (default: RUN_A's directory name)."),
-        name_b: Optional[str] = typer.Option(None, help="Display name of B."),
+        name_a: str | None = typer.Option(None, help="Display name of A (default: RUN_A's directory name)."),
+        name_b: str | None = typer.Option(None, help="Display name of B."),
         out: Path = typer.Option(Path("analysis"), "--out", "-o", help="Output directory for PNG + JSON."),
         verbose: bool = typer.Option(False, "-v", "--verbose", help="Log progress."),
     ) -> None:
@@ -194,7 +194,12 @@ def register(app: typer.Typer) -> None:
         Example: padrec analyze discrepancy runs/sasrec runs/pad --table-a id --table-b id --distance cosine
         """
         setup_logging(verbose)
-        from padrec.analysis import history_target_pairs, kendall_discrepancy, plot_discrepancy, write_json_atomic
+        from padrec.analysis import (
+            history_target_pairs,
+            kendall_discrepancy,
+            plot_discrepancy,
+            write_json_atomic,
+        )
 
         if distance not in ("euclidean", "cosine"):
             fail(f"--distance must be euclidean or cosine, got '{distance}'")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -67,8 +67,9 @@ def register(app: typer.Typer) -> None:
                                       "...) or a path to a dataset file/directory."),
         encoder: str = typer.Option("sentence-transformers", "--encoder", "-e",
                                     help="Encoder: sentence-transformers, causal-lm, openai or precomputed."),
-        option: list[str] = typer.Option([], "--option", "-o", metavar="KEY=VALUE",
-                                         help="Encoder option, repeatable (e.g. -o model=/path -o dtype=bfloat16)."),
+        option: Annotated[list[str] | None, typer.Option(
+            "--option", "-o", metavar="KEY=VALUE",
+            help="Encoder option, repeatable (e.g. -o model=/path -o dtype=bfloat16).")] = None,
         template: str = typer.Option("title", "--template", "-t",
                                      help="title, faerec, or a template string like '{title}[ by {brand}]'."),
         missing: str = typer.Option("error", "--missing", help="Items without text: error or zero (zero rows)."),
@@ -87,15 +88,16 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "-v", "--verbose", help="Log progress."),
     ) -> None:
         setup_logging(verbose)
+        from rich.markup import escape
+
         from padrec.config import ConfigError, from_dict
         from padrec.data import DataError
         from padrec.text import TextConfig, TextError, build_text_embeddings
         from padrec.text.check import pick_items
         from padrec.text.errors import MissingDependencyError
-        from rich.markup import escape
 
         try:
-            options = dict(parse_set(option))
+            options = dict(parse_set(option or []))
             for key, value in options.items():
                 if "." in key:
                     fail(f"--option {key}: encoder options are plain keys (e.g. model=..., dtype=...)")

@@ -8,7 +8,7 @@ With one relevant item per user, ``HR@K = 1[r < K]`` and ``NDCG@K = 1[r < K] / l
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def grouped_metrics(
     for key, code in groups.items():
         sel = ranks[labels == code]
         row = ranking_metrics(sel, ks)
-        row["users"] = int(len(sel))
+        row["users"] = len(sel)
         out[key] = row
     return out
 
@@ -155,10 +155,14 @@ def summarize(
     }
     if item_stats is not None:
         if item_stats.num_items != num_items:
-            raise ValueError(f"item_stats covers {item_stats.num_items} items but the scores cover {num_items}")
+            raise ValueError(
+                f"item_stats covers {item_stats.num_items} items but the scores cover {num_items}"
+            )
         buckets = {b: b for b in range(1, item_stats.num_buckets + 1)}
         out["by_bucket"] = grouped_metrics(ranks, item_stats.bucket[targets], buckets, ks)
-        out["by_group"] = grouped_metrics(ranks, item_stats.group[targets], {g: i for i, g in enumerate(GROUP_NAMES)}, ks)
+        out["by_group"] = grouped_metrics(
+            ranks, item_stats.group[targets], {g: i for i, g in enumerate(GROUP_NAMES)}, ks
+        )
         head = item_stats.is_head[targets].astype(np.int64)
         out["head_tail"] = grouped_metrics(ranks, head, {"head": 1, "tail": 0}, ks)
     if topk is not None:

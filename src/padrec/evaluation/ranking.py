@@ -17,9 +17,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from padrec.evaluation.metrics import parse_metric, summarize
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 _GROUP_PREFIXES = ("warm", "median", "cold", "head", "tail")
+_CPU_BLOCK_ROWS = 128
 
 
 @dataclass
@@ -77,7 +79,9 @@ def _check_metric_name(name: str, ks: list[int]) -> None:
     if k not in ks:
         raise ValueError(f"metric {name!r}: K={k} is not among ks {ks}")
     if scope and scope not in _GROUP_PREFIXES and not (scope.startswith("bucket") and scope[6:].isdigit()):
-        raise ValueError(f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)")
+        raise ValueError(
+            f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)"
+        )
     if scope and kind not in ("HR", "NDCG"):
         raise ValueError(f"metric {name!r}: only HR and NDCG are reported per group")
 
@@ -193,10 +197,13 @@ class EvalResult:
         os.replace(tmp, path)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
+    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
         """Inverse of :meth:`to_dict` (``topk`` is not restored; per-user arrays empty if absent)."""
         pu = d.get("per_user") or {}
-        arr = lambda key: np.asarray(pu.get(key, []), dtype=np.int64)  # noqa: E731
+
+        def arr(key: str) -> np.ndarray:
+            return np.asarray(pu.get(key, []), dtype=np.int64)
+
         return cls(
             overall=_none_to_nan(d["overall"]),
             by_bucket={int(b): _none_to_nan(row) for b, row in d["by_bucket"].items()},
@@ -216,7 +223,7 @@ class EvalResult:
         )
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "EvalResult":
+    def from_json(cls, path: str | Path) -> EvalResult:
         """Read a result written by :meth:`to_json`."""
         with open(path, encoding="utf-8") as fh:
             return cls.from_dict(json.load(fh))
@@ -247,15 +254,15 @@ def _rank_chunk(
 
     t = s.gather(1, targets.unsqueeze(1))  # (B, 1)
     unrankable = t.squeeze(1) == -math.inf
-    ranks = (s > t).sum(1)
-    ties = (s >= t).sum(1) - ranks - 1  # other items with exactly the target's score
+    ranks = (s > t).sum(1, dtype=torch.int32)  # int32 reductions are cheaper; N < 2**31
+    ties = (s >= t).sum(1, dtype=torch.int32) - ranks - 1  # other items with exactly the target's score
     tied_rows = torch.nonzero((ties > 0) & ~unrankable).flatten()
     if tied_rows.numel():
         ids = torch.arange(n1, device=s.device)
         sub = s.index_select(0, tied_rows)
         before = (sub == t[tied_rows]) & (ids.unsqueeze(0) < targets[tied_rows].unsqueeze(1))
-        ranks[tied_rows] += before.sum(1)
-    ranks = torch.where(unrankable, torch.full_like(ranks, n), ranks)
+        ranks[tied_rows] += before.sum(1, dtype=torch.int32)
+    ranks = torch.where(unrankable, torch.full_like(ranks, n), ranks).long()
 
     k = kmax  # <= n, checked by evaluate
     # One extra candidate shows whether the K-th score is shared with an item outside the list.
@@ -307,8 +314,6 @@ def evaluate(
     n_items = item_stats.num_items if item_stats is not None else None
     ranks_out = np.empty(U, dtype=np.int64)
     topk_out = np.zeros((U, kmax), dtype=np.int64)
-    indptr = np.asarray(eval_set.seen_indptr, dtype=np.int64)
-    seen = np.asarray(eval_set.seen_items, dtype=np.int64)
 
     chunks = list(range(0, U, cfg.batch_size))
     bar = None
@@ -322,24 +327,31 @@ def evaluate(
         with torch.no_grad():
             for lo in chunks:
                 hi = min(lo + cfg.batch_size, U)
-                hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(device)
+                hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(
+                    device
+                )
                 scores = score_fn(hist)
                 if scores.dim() != 2 or scores.shape[0] != hi - lo:
                     raise ValueError(f"score_fn returned shape {tuple(scores.shape)} for {hi - lo} histories")
                 if n_items is None:
                     n_items = scores.shape[1] - 1
                 if scores.shape[1] != n_items + 1:
-                    raise ValueError(f"score_fn returned {scores.shape[1]} columns, expected N+1 = {n_items + 1}")
+                    raise ValueError(
+                        f"score_fn returned {scores.shape[1]} columns, expected N+1 = {n_items + 1}"
+                    )
                 if lo == 0:
                     _check_inputs(targets_np, n_items, cfg)
                 scores = scores.to(device)
-                a, b = indptr[lo], indptr[hi]
-                cols = torch.from_numpy(seen[a:b]).to(device)
-                rows = torch.from_numpy(np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))).to(device)
-                tg = torch.from_numpy(targets_np[lo:hi]).to(device)
-                r, top = _rank_chunk(scores, tg, rows, cols, cfg.history_handling, kmax)
-                ranks_out[lo:hi] = r.cpu().numpy()
-                topk_out[lo:hi] = top.cpu().numpy()
+                # On CPU, rank in small row blocks so the repeated passes over the scores stay
+                # in cache (about 3x faster than one pass over the whole chunk per step).
+                step = _CPU_BLOCK_ROWS if device.type == "cpu" else hi - lo
+                for blo in range(lo, hi, step):
+                    bhi = min(blo + step, hi)
+                    r, top = _rank_users(
+                        scores[blo - lo : bhi - lo], eval_set, targets_np, blo, bhi, cfg, device
+                    )
+                    ranks_out[blo:bhi] = r.cpu().numpy()
+                    topk_out[blo:bhi] = top.cpu().numpy()
                 if bar is not None:
                     bar.update(task, advance=hi - lo)
     finally:
@@ -365,6 +377,23 @@ def evaluate(
         topk=topk_out,
         seconds=time.perf_counter() - start,
     )
+
+
+def _rank_users(
+    scores: torch.Tensor,
+    eval_set: EvalSet,
+    targets: np.ndarray,
+    lo: int,
+    hi: int,
+    cfg: EvalConfig,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks and top-K lists of users ``lo:hi`` whose scores (hi-lo, N+1) are given."""
+    indptr = eval_set.seen_indptr
+    cols = torch.as_tensor(eval_set.seen_items[indptr[lo] : indptr[hi]], dtype=torch.int64).to(device)
+    rows = torch.from_numpy(np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))).to(device)
+    tg = torch.from_numpy(targets[lo:hi]).to(device)
+    return _rank_chunk(scores, tg, rows, cols, cfg.history_handling, max(cfg.ks))
 
 
 def _check_inputs(targets: np.ndarray, n_items: int, cfg: EvalConfig) -> None:

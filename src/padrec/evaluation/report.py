@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -33,14 +33,21 @@ def _main_k(result: EvalResult) -> int:
 def result_tables(result: EvalResult, title: str | None = None) -> list[Table]:
     """The tables :func:`print_result` prints (for callers that lay them out themselves)."""
     tables = []
-    head = title or "Evaluation"
     overall = Table(
-        title=f"{head}: {result.num_users} users, {result.num_items} items, history {result.history_handling}"
+        title=title or "Evaluation",
+        caption=f"{result.num_users} users · {result.num_items} items · history {result.history_handling}",
     )
-    cols = list(result.overall) + list(result.coverage)
-    for c in cols:
-        overall.add_column(c, justify="right", style="bold" if c == result.main_metric else None)
-    overall.add_row(*[_fmt(result.overall.get(c, result.coverage.get(c, math.nan))) for c in cols])
+    overall.add_column("K", justify="right")
+    kinds = [c for c in ("HR", "NDCG") if any(m.startswith(c + "@") for m in result.overall)]
+    kinds += [c for c in ("Coverage", "TailCoverage") if any(m.startswith(c + "@") for m in result.coverage)]
+    for c in kinds:
+        overall.add_column(c, justify="right")
+    values = {**result.overall, **result.coverage}
+    main_k = _main_k(result)
+    for k in result.ks:
+        cells = [_fmt(values.get(f"{c}@{k}", math.nan)) for c in kinds]
+        style = "bold" if k == main_k else None
+        overall.add_row(str(k), *cells, style=style)
     tables.append(overall)
 
     groups = {**result.by_group, **result.head_tail}
@@ -59,14 +66,11 @@ def result_tables(result: EvalResult, title: str | None = None) -> list[Table]:
 
     if result.by_bucket:
         k = _main_k(result)
-        t = Table(title=f"By frequency bucket of the target (1 = warmest), K = {k}")
-        t.add_column("")
-        for b in result.by_bucket:
-            t.add_column(str(b), justify="right")
-        rows = result.by_bucket.values()
-        t.add_row("users", *[str(int(r["users"])) for r in rows])
-        t.add_row(f"HR@{k}", *[_fmt(r[f"HR@{k}"]) for r in rows])
-        t.add_row(f"NDCG@{k}", *[_fmt(r[f"NDCG@{k}"]) for r in rows])
+        t = Table(title="By target bucket (1 = warmest)")
+        for c in ("bucket", "users", f"HR@{k}", f"NDCG@{k}"):
+            t.add_column(c, justify="right")
+        for b, row in result.by_bucket.items():
+            t.add_row(str(b), str(int(row["users"])), _fmt(row[f"HR@{k}"]), _fmt(row[f"NDCG@{k}"]))
         tables.append(t)
     return tables
 

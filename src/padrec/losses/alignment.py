@@ -32,11 +32,13 @@ __all__ = [
 ]
 
 MMD_KERNELS = ("gaussian", "laplacian", "linear", "cosine")
-MMD_ESTIMATORS = ("release", "unbiased", "paired", "biased")
+MMD_ESTIMATORS = ("release", "unbiased", "paired", "biased", "linear_time")
 ALIGNMENT_LOSSES = ("mmd_gaussian", "mmd_laplacian", "mmd_linear", "mmd_cosine", "infonce")
 
 # Elements of one (rows × m × d) chunk in the L1 backward: 4M floats = 16 MiB in float32.
 _L1_CHUNK_ELEMENTS = 1 << 22
+# Use the chunked L1 backward on CPU too (tests exercise the CUDA code path with it).
+_L1_FORCE_CHUNKED = False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -71,44 +73,64 @@ def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor, zero_diagonal: bool = Fa
 
 
 class _PairwiseL1(torch.autograd.Function):
-    """L1 distance matrix with a chunked backward.
+    """L1 distance matrix whose backward never allocates an n × m × d buffer.
 
-    Forward is ``torch.cdist(p=1)``, which writes the n × m result directly. Its own backward is not
-    used: on CUDA it allocates an (m, n, d) buffer (aten/src/ATen/native/cuda/DistanceKernel.cu,
-    ``cdist_backward_kernel_impl``), i.e. the n²·d tensor this module avoids.
+    Forward is ``torch.cdist(p=1)``, which writes the n × m result directly on CPU and CUDA. Backward:
+    on CPU, aten's ``_cdist_backward`` (a fused loop with O(n·d) extra memory, ~20× faster than the
+    chunked loop here); elsewhere, row chunks, because the CUDA ``_cdist_backward`` allocates an
+    (m, n, d) buffer (aten/src/ATen/native/cuda/DistanceKernel.cu, ``cdist_backward_kernel_impl``).
     """
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(a, b)
-        return torch.cdist(a.unsqueeze(0), b.unsqueeze(0), p=1.0).squeeze(0)
+        out = torch.cdist(a, b, p=1.0)
+        ctx.save_for_backward(a, b, out)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
-        a, b = ctx.saved_tensors
+        a, b, dist = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_a = torch.zeros_like(a) if need_a else None
-        grad_b = torch.zeros_like(b) if need_b else None
-        n, m, d = a.shape[0], b.shape[0], a.shape[1]
-        rows = max(1, _L1_CHUNK_ELEMENTS // max(1, m * d))
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
-            sign = torch.sign(a[start:stop, None, :] - b[None, :, :])  # rows × m × d, bounded
-            g = grad[start:stop]  # rows × m
-            if grad_a is not None:
-                grad_a[start:stop] = torch.bmm(g.unsqueeze(1), sign).squeeze(1)
-            if grad_b is not None:
-                grad_b -= torch.einsum("rm,rmd->md", g, sign)
-        return grad_a, grad_b
+        if a.device.type == "cpu" and not _L1_FORCE_CHUNKED:
+            grad_a = torch.ops.aten._cdist_backward(grad.contiguous(), a, b, 1.0, dist) if need_a else None
+            grad_b = (
+                torch.ops.aten._cdist_backward(grad.t().contiguous(), b, a, 1.0, dist.t().contiguous())
+                if need_b
+                else None
+            )
+            return grad_a, grad_b
+        return _l1_backward_chunked(grad, a, b, need_a, need_b)
+
+
+def _l1_backward_chunked(
+    grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, need_a: bool, need_b: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """∂/∂a_i = Σ_j G_ij sign(a_i − b_j), ∂/∂b_j = −Σ_i G_ij sign(a_i − b_j), in row chunks of a.
+
+    Args: grad G (n, m); a (n, d); b (m, d). Returns (n, d) and (m, d) gradients (or None).
+    """
+    grad_a = torch.zeros_like(a) if need_a else None
+    grad_b = torch.zeros_like(b) if need_b else None
+    n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    rows = max(1, _L1_CHUNK_ELEMENTS // max(1, m * d))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        sign = torch.sign(a[start:stop, None, :] - b[None, :, :])  # rows × m × d, bounded
+        g = grad[start:stop]  # rows × m
+        if grad_a is not None:
+            grad_a[start:stop] = torch.bmm(g.unsqueeze(1), sign).squeeze(1)
+        if grad_b is not None:
+            grad_b -= torch.einsum("rm,rmd->md", g, sign)
+    return grad_a, grad_b
 
 
 def pairwise_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 distances D[i, j] = Σ_k |a_ik − b_jk|.
 
-    Forward via ``torch.cdist(p=1)``; backward ∂/∂a_i = Σ_j G_ij sign(a_i − b_j) computed in row chunks
-    of at most 2²² elements, so peak extra memory is O(n·m + chunk), never n·m·d. Not twice
-    differentiable.
+    Forward via ``torch.cdist(p=1)``; backward ∂/∂a_i = Σ_j G_ij sign(a_i − b_j), ∂/∂b_j = −Σ_i G_ij
+    sign(a_i − b_j): aten's fused CPU kernel on CPU, row chunks of at most 2²² elements elsewhere, so
+    peak extra memory is O(n·m + chunk), never n·m·d. Not twice differentiable.
 
     Args:
         a: (n, d). b: (m, d).
@@ -156,7 +178,9 @@ def _flatten_pair(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Flatten (..., d) to (n, d) and keep the rows where ``mask`` (...,) is True; returns the row index."""
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape (paired rows), got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must have the same shape (paired rows), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if x.dim() < 2:
         raise ValueError(f"x and y must be (..., d) with at least 2 dimensions, got {tuple(x.shape)}")
     d = x.shape[-1]
@@ -185,30 +209,55 @@ def _bandwidth_multipliers(
 
 
 def _combine(
-    s_xx: torch.Tensor,
-    t_xx: torch.Tensor,
-    s_yy: torch.Tensor,
-    t_yy: torch.Tensor,
-    s_xy: torch.Tensor,
-    t_xy: torch.Tensor,
+    p_xx: torch.Tensor,
+    q_xx: torch.Tensor,
+    p_yy: torch.Tensor,
+    q_yy: torch.Tensor,
+    p_xy: torch.Tensor,
+    q_xy: torch.Tensor,
     n: int,
     estimator: str,
 ) -> torch.Tensor:
-    """MMD² from block sums s_** = Σ_ij K_**[i, j] and traces t_** = Σ_i K_**[i, i] (K symmetric)."""
-    within_off = s_xx - t_xx + s_yy - t_yy
+    """MMD² from per-block statistics of the symmetric kernel matrices K_xx, K_yy, K_xy.
+
+    For the all-pairs estimators p = Σ_ij K[i, j] and q = Σ_i K[i, i]; for ``"linear_time"``
+    p = Σ_i K[i, i⁺] and q = Σ_i K[i⁺, i] with i⁺ = (i + 1) mod n.
+    """
+    if estimator == "linear_time":
+        cross = p_xy + q_xy
+        if n == 2:
+            # The release's index matrix assigns (not adds) its weights; at n = 2 the two cross
+            # entries of each pair coincide and count once.
+            cross = cross / 2
+        return (p_xx + p_yy - cross) / n + 2.0 / (n - 1)
+    within_off = p_xx - q_xx + p_yy - q_yy
     if estimator == "release":
-        return within_off / (n * (n - 1)) - 2.0 * s_xy / (n * n) + 2.0 / (n - 1)
+        return within_off / (n * (n - 1)) - 2.0 * p_xy / (n * n) + 2.0 / (n - 1)
     if estimator == "unbiased":
-        return within_off / (n * (n - 1)) - 2.0 * s_xy / (n * n)
+        return within_off / (n * (n - 1)) - 2.0 * p_xy / (n * n)
     if estimator == "paired":
-        return (within_off - 2.0 * (s_xy - t_xy)) / (n * (n - 1))
+        return (within_off - 2.0 * (p_xy - q_xy)) / (n * (n - 1))
     if estimator == "biased":
-        return (s_xx + s_yy - 2.0 * s_xy) / (n * n)
+        return (p_xx + p_yy - 2.0 * p_xy) / (n * n)
     raise ValueError(f"unknown MMD estimator {estimator!r}; valid: {', '.join(MMD_ESTIMATORS)}")
 
 
-def _sums(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return k.sum(), k.diagonal().sum()
+def _block_stats(k: torch.Tensor, linear_time: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, q) of :func:`_combine` for one n × n kernel block."""
+    if not linear_time:
+        return k.sum(), k.diagonal().sum()
+    i = torch.arange(k.shape[0], device=k.device)
+    nxt = (i + 1) % k.shape[0]
+    return k[i, nxt].sum(), k[nxt, i].sum()
+
+
+def _linear_block_stats(
+    a: torch.Tensor, b: torch.Tensor, linear_time: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, q) of :func:`_combine` for the linear kernel K = a bᵀ in O(n·d), without forming K."""
+    if not linear_time:
+        return a.sum(0) @ b.sum(0), (a * b).sum()  # Σ_ij a_i·b_j = (Σ_i a_i)·(Σ_j b_j)
+    return (a * b.roll(-1, 0)).sum(), (a.roll(-1, 0) * b).sum()
 
 
 def mk_mmd(
@@ -233,6 +282,12 @@ def mk_mmd(
     ``"unbiased"`` drops the constant (Gretton et al.'s MMD²_u), ``"paired"`` also drops the (i, i)
     cross pairs (U-statistic over paired rows: Σ_{i≠j}[K_xx + K_yy − K_xy − K_yx]_ij / (n(n−1))),
     ``"biased"`` averages every entry (Σ[K_xx + K_yy − 2K_xy] / n², ≥ 0 for p.d. kernels).
+    ``"linear_time"`` is the release class with ``linear=True`` (DAN's linear-time estimator, the
+    default of thuml's DAN example script), constant included, i⁺ = (i + 1) mod n::
+
+        MMD² = (1/n) Σ_i [K_xx[i, i⁺] + K_yy[i, i⁺] − K_xy[i, i⁺] − K_xy[i⁺, i]] + 2/(n−1)
+
+    (its bandwidth still comes from the full pooled matrix, as in the release).
 
     Kernels (summed over the multipliers α_u = kernel_mul ** e_u, e_u in ``exponents``):
 
@@ -264,13 +319,18 @@ def mk_mmd(
     if kernel in ("linear", "cosine"):
         if kernel == "cosine":
             xs, ys = F.normalize(xs, dim=1), F.normalize(ys, dim=1)
-        # Linear-kernel block sums in O(n·d): Σ_ij a_i·b_j = (Σ_i a_i)·(Σ_j b_j).
-        sx, sy = xs.sum(0), ys.sum(0)
+        lt = estimator == "linear_time"
         return _combine(
-            sx @ sx, (xs * xs).sum(), sy @ sy, (ys * ys).sum(), sx @ sy, (xs * ys).sum(), n, estimator
+            *_linear_block_stats(xs, xs, lt),
+            *_linear_block_stats(ys, ys, lt),
+            *_linear_block_stats(xs, ys, lt),
+            n,
+            estimator,
         )
 
-    alphas = torch.tensor(_bandwidth_multipliers(num_kernels, kernel_mul, exponents), dtype=xs.dtype, device=xs.device)
+    alphas = torch.tensor(
+        _bandwidth_multipliers(num_kernels, kernel_mul, exponents), dtype=xs.dtype, device=xs.device
+    )
     if kernel == "gaussian":
         x2, y2 = (xs * xs).sum(dim=1), (ys * ys).sum(dim=1)
         d_xx = _sq_dists_unclamped(xs, xs, x2, x2, zero_diagonal=True)
@@ -290,10 +350,12 @@ def mk_mmd(
     scale = 2.0 if kernel == "gaussian" else 1.0
     coef = 1.0 / (scale * alphas * sigma2)  # (m,) exponent coefficients c_u
 
-    s_xx, t_xx = _sums(_MultiKernelSum.apply(d_xx, coef))
-    s_yy, t_yy = _sums(_MultiKernelSum.apply(d_yy, coef))
-    s_xy, t_xy = _sums(_MultiKernelSum.apply(d_xy, coef))
-    return _combine(s_xx, t_xx, s_yy, t_yy, s_xy, t_xy, n, estimator)
+    lt = estimator == "linear_time"
+    # Each block's kernel matrix is reduced as soon as it exists, so only one is alive at a time.
+    p_xx, q_xx = _block_stats(_MultiKernelSum.apply(d_xx, coef), lt)
+    p_yy, q_yy = _block_stats(_MultiKernelSum.apply(d_yy, coef), lt)
+    p_xy, q_xy = _block_stats(_MultiKernelSum.apply(d_xy, coef), lt)
+    return _combine(p_xx, q_xx, p_yy, q_yy, p_xy, q_xy, n, estimator)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -330,7 +392,9 @@ def info_nce(
     logits = F.normalize(xs, dim=1) @ F.normalize(ys, dim=1).t() / temperature  # n × n
     if dedupe_ids is not None:
         if dedupe_ids.shape != x.shape[:-1]:
-            raise ValueError(f"dedupe_ids must have shape {tuple(x.shape[:-1])}, got {tuple(dedupe_ids.shape)}")
+            raise ValueError(
+                f"dedupe_ids must have shape {tuple(x.shape[:-1])}, got {tuple(dedupe_ids.shape)}"
+            )
         ids = dedupe_ids.reshape(-1)
         if keep is not None:
             ids = ids.index_select(0, keep)

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], templat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     matrix = np.ascontiguousarray(entry.matrix, dtype=np.float32)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     meta = {
         "format": CACHE_FORMAT,
         "encoder": identity,

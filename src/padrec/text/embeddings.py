@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -94,7 +95,9 @@ class TextEmbeddings:
         encoded: distinct texts encoded by this call; ``cache_hits``: distinct texts taken from
             the cache.
         items_per_second: encoding throughput of this call (None when nothing was encoded).
-        load_seconds / encode_seconds / total_seconds: model load, encoding, whole call.
+        load_seconds / encode_seconds / total_seconds: model load, encoding, whole call (wall).
+        encode_cpu_seconds: CPU time of this process (all threads) while encoding; compared
+            with ``encode_seconds`` it shows how much other processes slowed the encoding.
         cache_path: the cache file (None when caching was off or not applicable).
     """
 
@@ -109,6 +112,7 @@ class TextEmbeddings:
     items_per_second: float | None = None
     load_seconds: float = 0.0
     encode_seconds: float = 0.0
+    encode_cpu_seconds: float = 0.0
     total_seconds: float = 0.0
     cache_path: str | None = None
     device: str = "cpu"
@@ -135,6 +139,7 @@ class TextEmbeddings:
             "items_per_second": self.items_per_second,
             "load_seconds": round(self.load_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
+            "encode_cpu_seconds": round(self.encode_cpu_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
             "cache_path": self.cache_path,
             "device": self.device,
@@ -172,7 +177,7 @@ class TextEmbeddings:
         return st_path, js_path
 
     @classmethod
-    def load(cls, path: str | Path) -> "TextEmbeddings":
+    def load(cls, path: str | Path) -> TextEmbeddings:
         """Read a pair written by :meth:`save` (``path`` with or without suffix)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -314,7 +319,7 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
     todo = [h for h in distinct if h not in known]
     hits = len(distinct) - len(todo)
 
-    load_s = enc_s = 0.0
+    load_s = enc_s = enc_cpu = 0.0
     rate: float | None = None
     new_matrix: np.ndarray | None = None
     if todo:
@@ -322,10 +327,10 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
             t0 = time.perf_counter()
             encoder.ensure_loaded()
             load_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
                                         progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
-            enc_s = time.perf_counter() - t1
+            enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
         rate = len(todo) / enc_s if enc_s > 0 else None
         if entry is not None and entry.dim != new_matrix.shape[1]:
             logger.warning("text cache %s: holds %d-d vectors but the encoder now gives %d-d; "
@@ -334,10 +339,10 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
             todo = list(distinct)
             hits = 0
             with torch_threads(config.num_threads):
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
                                             progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
-                enc_s = time.perf_counter() - t1
+                enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
             rate = len(todo) / enc_s if enc_s > 0 else None
         if path is not None:
             old_hashes = entry.hashes if entry is not None else []
@@ -365,7 +370,7 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
         matrix=torch.from_numpy(matrix), encoder=config.encoder, identity=identity,
         template=rendered.template_key, item_ids=[str(x) for x in item_ids], missing_ids=missing,
         encoded=len(todo), cache_hits=hits, items_per_second=rate, load_seconds=load_s,
-        encode_seconds=enc_s, total_seconds=time.perf_counter() - t_start,
+        encode_seconds=enc_s, encode_cpu_seconds=enc_cpu, total_seconds=time.perf_counter() - t_start,
         cache_path=str(path) if path is not None else None, device=str(device),
     )
     logger.info("text embeddings for %s: %d x %d, %d encoded, %d from cache, %.2f s", dataset.name,

@@ -185,7 +185,7 @@ def package_dir(module: str, pip: str, purpose: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(module, pip, purpose)
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def package_version(dist: str) -> str:
@@ -325,4 +325,5 @@ class SentenceTransformerEncoder(TextEncoder):
         """Embedding width once loaded, else None."""
         if self._model is None:
             return None
-        return int(self._model.get_sentence_embedding_dimension())
+        getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        return int(getter())

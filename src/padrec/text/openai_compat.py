@@ -14,13 +14,13 @@ import json
 import logging
 import math
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -86,8 +86,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.fromtimestamp(now if now is not None else time.time(), tz=timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), tz=UTC)
     return max(0.0, (when - current).total_seconds())
 
 
@@ -191,7 +191,7 @@ class OpenAIEncoder(TextEncoder):
             wait_hint: float | None = None
             try:
                 status, headers, raw = self._post(body)
-            except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 problem = f"connection failed ({getattr(exc, 'reason', exc)})"
             else:
                 if 200 <= status < 300:

@@ -292,7 +292,7 @@ def render_texts(item_table: pd.DataFrame, template: str = "title") -> RenderedT
     if template == "title":
         rendered = _render_custom(item_table, "{title}")
         rendered.template_key = "title"
-        for row, reason in rendered.missing.items():
+        for row in rendered.missing:
             rendered.missing[row] = "title is missing"
         return rendered
     if template == "faerec":

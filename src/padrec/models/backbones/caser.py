@@ -12,8 +12,9 @@ the window ``t-w+1..t``: causal, and trainable at every position. There is no us
 embedding (the backbone sees only item vectors), so z itself is the sequence vector.
 
 All positions are computed at once: causal Conv1d over the zero-extended sequence followed
-by a sliding max-pool for the horizontal filters, and one einsum over unfolded windows for
-the vertical filters.
+by a sliding max-pool for the horizontal filters, and one einsum over gathered windows for
+the vertical filters; the per-position layers after the convolutions run on the real
+(non-padding) positions only.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class Caser(Backbone):
     def __init__(self, config: CaserConfig) -> None:
         super().__init__(config)
         d, w = config.hidden_size, config.window
-        self.horizontal = nn.ModuleList(nn.Conv1d(d, config.num_h, kernel_size=h) for h in range(1, w + 1))
+        heights = range(1, w + 1) if config.num_h > 0 else range(0)
+        self.horizontal = nn.ModuleList(nn.Conv1d(d, config.num_h, kernel_size=h) for h in heights)
         self.conv_activation = _ACTIVATIONS[config.conv_activation]()
         # vertical_weight[k, i]: weight of window row i (0 = oldest) in vertical filter k
         self.vertical_weight = nn.Parameter(torch.empty(config.num_v, w))
@@ -90,6 +92,9 @@ class Caser(Backbone):
         w = self.config.window
         x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         x_ext = F.pad(x, (0, 0, w - 1, 0))  # B×(L+w-1)×d, w-1 zero rows in front
+        # Everything after the convolutions is per position: compute it for the R real
+        # positions only (flat indices `rows` into B·L) and scatter back at the end.
+        rows = (~pad_mask).flatten().nonzero().squeeze(1)  # R
 
         features = []
         if self.config.num_h > 0:
@@ -99,12 +104,17 @@ class Caser(Backbone):
                 c = self.conv_activation(conv(channels))  # B×num_h×(L+w-h)
                 # max over the w-h+1 offsets of height h inside the window ending at t
                 pooled.append(F.max_pool1d(c, kernel_size=w - h + 1, stride=1))  # B×num_h×L
-            features.append(torch.cat(pooled, dim=1).transpose(1, 2))  # B×L×(w·num_h)
+            horizontal = torch.cat(pooled, dim=1).transpose(1, 2).reshape(B * L, -1)
+            features.append(horizontal.index_select(0, rows))  # R×(w·num_h)
         if self.config.num_v > 0:
-            windows = x_ext.unfold(1, w, 1)  # B×L×d×w, windows[:, t, :, i] = row t-w+1+i
-            vertical = torch.einsum("bldw,vw->blvd", windows, self.vertical_weight)
-            vertical = vertical + self.vertical_bias[:, None]  # B×L×num_v×d
-            features.append(vertical.reshape(B, L, -1))
+            # window rows of real position (b, t) sit at flat x_ext rows b·(L+w-1) + t + i
+            b, t = rows // L, rows % L
+            start = b * (L + w - 1) + t
+            window_rows = start[:, None] + torch.arange(w, device=x.device)  # R×w
+            windows = x_ext.reshape(-1, d)[window_rows]  # R×w×d, oldest row first
+            vertical = torch.einsum("rwd,vw->rvd", windows, self.vertical_weight)
+            vertical = vertical + self.vertical_bias[:, None]  # R×num_v×d
+            features.append(vertical.flatten(1))
 
-        z = self.fc_activation(self.fc(self.dropout(torch.cat(features, dim=-1))))
-        return z.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        z = self.fc_activation(self.fc(self.dropout(torch.cat(features, dim=-1))))  # R×d
+        return z.new_zeros(B * L, d).index_copy(0, rows, z).view(B, L, d)

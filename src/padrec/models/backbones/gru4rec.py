@@ -73,7 +73,6 @@ class GRU4Rec(Backbone):
                     nn.init.zeros_(weight)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        B, L, d = x.shape
         x = self.input_dropout(x.masked_fill(pad_mask.unsqueeze(-1), 0.0))
-        states, _ = self.gru(x)  # B×L×hidden
+        states, _ = self.gru(x)  # x: B×L×d -> states: B×L×hidden
         return self.proj(states).masked_fill(pad_mask.unsqueeze(-1), 0.0)

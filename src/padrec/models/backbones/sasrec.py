@@ -73,7 +73,7 @@ class SASRecConfig(BackboneConfig):
             raise ValueError("num_layers and ffn_multiplier must be >= 1")
 
     @classmethod
-    def pad_release(cls, max_len: int = 20) -> "SASRecConfig":
+    def pad_release(cls, max_len: int = 20) -> SASRecConfig:
         """The SASRec of PAD's official release (its ``User_Encoder``/``TransformerEncoder``):
         d 128, 5 post-LN blocks, 2 heads, dropout 0.1 everywhere, FFN 4d with ReLU, LayerNorm
         (eps 1e-6) on item + learned position before the blocks, bias-free attention
@@ -110,7 +110,9 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.qkv = nn.Linear(d, 3 * d, bias=config.attention_bias)
         self.out = nn.Linear(d, d, bias=config.attention_bias)
-        self.attention_dropout = config.dropout if config.attention_dropout is None else config.attention_dropout
+        self.attention_dropout = (
+            config.dropout if config.attention_dropout is None else config.attention_dropout
+        )
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, h: torch.Tensor, allowed: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
@@ -227,7 +229,7 @@ class SASRec(Backbone):
         if self.config.pack_padding:
             rows = (~pad_mask).flatten().nonzero().squeeze(1)  # R flat indices of real positions
             h = x.reshape(B * L, d).index_select(0, rows) * self.input_scale
-            h = h + positions.repeat(B, 1).index_select(0, rows)  # R×d
+            h = h + positions.index_select(0, rows % L)  # R×d
         else:
             h = x * self.input_scale + positions  # B×L×d
         h = self.input_dropout(self.input_norm(h))
