@@ -173,6 +173,9 @@ class Trainer:
             return PhaseResult(phase, state["best_epoch"], state["best_value"], state["epoch"] + 1,
                                state["seconds_per_epoch"], state["train_seconds"], "reused", state["history"])
 
+        # Negatives and dropout draw from the global generator: seed it here so a phase's
+        # numbers do not depend on what ran before it in the process.
+        torch.manual_seed(cfg.seed)
         params = method.trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         shuffle = torch.Generator().manual_seed(cfg.seed)
