@@ -1,0 +1,146 @@
+"""PAD: phases, weight hand-over, trainable sets, alignment variants, gates, serving export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from padrec.data import compute_item_stats, make_split
+from padrec.evaluation import EvalConfig
+from padrec.methods import METHODS, MethodContext, TrainBatch
+from padrec.models.gating import BucketScalarGate
+from padrec.training.trainer import Trainer, TrainConfig
+
+
+@pytest.fixture
+def setup(toy_dataset):
+    split = make_split(toy_dataset)
+    stats = compute_item_stats(toy_dataset, num_buckets=4)
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(toy_dataset.num_items + 1, 24, generator=g)
+    text[0] = 0
+    ctx = MethodContext(toy_dataset.num_items, split.config.max_len, stats, text)
+    batch = TrainBatch(torch.from_numpy(split.train_inputs[:16]), torch.from_numpy(split.train_targets[:16]),
+                       torch.zeros(16, dtype=torch.long))
+    return split, ctx, batch
+
+
+def pad(ctx, **cfg):
+    torch.manual_seed(0)
+    return METHODS.build("pad", {"hidden_size": 16, **cfg}, context=ctx)
+
+
+def test_phases_and_ablations(setup):
+    _, ctx, _ = setup
+    assert [p.name for p in pad(ctx).phases()] == ["pretrain", "align", "disentangle"]
+    assert [p.name for p in pad(ctx, experts=["id", "llm"]).phases()] == ["pretrain", "disentangle"]
+    with pytest.raises(Exception, match="experts"):
+        pad(ctx, experts=["id", "bogus"])
+
+
+def test_align_phase_starts_from_the_pretrained_id_expert(setup):
+    _, ctx, _ = setup
+    m = pad(ctx)
+    with torch.no_grad():
+        m.id_expert.items.embedding.weight.add_(1.0)
+    m.begin_phase("align")
+    assert torch.equal(m.align_expert.items.first.all(), m.id_expert.items.all())
+    for a, b in zip(m.align_expert.backbone.parameters(), m.id_expert.backbone.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_each_phase_trains_its_own_parameters(setup):
+    _, ctx, batch = setup
+    m = pad(ctx)
+    for phase, owner in (("pretrain", m.id_expert), ("align", m.align_expert)):
+        m.begin_phase(phase)
+        ids = {id(p) for p in m.trainable_parameters()}
+        assert ids == {id(p) for p in owner.parameters()}
+        m.zero_grad()
+        sum(m.losses(batch).values()).backward()
+        assert all(p.grad is None for p in m.llm_expert.parameters())
+    m.begin_phase("disentangle")
+    ids = {id(p) for p in m.trainable_parameters()}
+    assert {id(p) for p in m.gate.parameters()} <= ids and {id(p) for p in m.llm_expert.parameters()} <= ids
+
+
+def test_alignment_variants(setup):
+    _, ctx, batch = setup
+    m = pad(ctx, anchoring="non_anchored")
+    m.begin_phase("align")
+    assert set(m.losses(batch)) == {"align"}
+    m = pad(ctx)
+    m.begin_phase("align")
+    assert set(m.losses(batch)) == {"rec", "align"}
+    m = pad(ctx, alignment="none")
+    m.begin_phase("align")
+    assert set(m.losses(batch)) == {"rec"}
+    # Frozen ID side: the alignment term sends no gradient to the ID table.
+    m = pad(ctx, anchoring="anchored_frozen_id")
+    m.begin_phase("align")
+    m.zero_grad()
+    m._alignment_term(batch, None).backward()
+    assert m.align_expert.items.first.embedding.weight.grad is None
+    assert m.align_expert.items.second.parameters().__next__().grad is not None
+    m = pad(ctx)
+    m.begin_phase("align")
+    m.zero_grad()
+    m._alignment_term(batch, None).backward()
+    assert m.align_expert.items.first.embedding.weight.grad.abs().sum() > 0
+
+
+def test_release_gate_initialisation(setup):
+    _, ctx, _ = setup
+    m = pad(ctx)
+    assert isinstance(m.gate, BucketScalarGate)
+    s = torch.sigmoid(torch.tensor([1.0, -4.0, 0.0]))
+    table = m.gate_table()
+    assert torch.allclose(table[0], s / s.sum(), atol=1e-6)
+    s = torch.sigmoid(torch.tensor([0.0, -5.0, 1.0]))
+    assert torch.allclose(table[-1], s / s.sum(), atol=1e-6)
+
+
+@pytest.mark.parametrize("gate", ["bucket_scalar", "network", "learned", "none"])
+def test_disentangle_scores_are_the_gated_sum(setup, gate):
+    split, ctx, batch = setup
+    m = pad(ctx, gate=gate).eval()
+    m.begin_phase("disentangle")
+    h = torch.from_numpy(split.test.histories[:5])
+    with torch.no_grad():
+        got = m.score_all(h)
+        experts = [m.id_expert, m.align_expert, m.llm_expert]
+        tables = [e.items.all() for e in experts]
+        w = m.gate.weights(torch.arange(ctx.num_items + 1), tables)
+        assert torch.allclose(w.sum(-1), torch.ones(ctx.num_items + 1), atol=1e-5)
+        want = sum(w[:, i] * (e.sequence_vector(h) @ t.t()) for i, (e, t) in enumerate(zip(experts, tables)))
+    assert torch.allclose(got, want, atol=1e-5)
+    m.train()
+    assert set(m.losses(batch)) == {"rec"}
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_three_phases_train_and_serving_export_matches(setup, tmp_path, loss):
+    from padrec.serving.recommender import export_serving
+    from padrec.models.experts import freeze_item_tables
+    from padrec.training.checkpoint import load_weights
+
+    split, ctx, _ = setup
+    m = pad(ctx, loss=loss)
+    for phase in m.phases():
+        m.begin_phase(phase.name)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=5e-3, progress=False)
+        res = Trainer(m, split, cfg, EvalConfig(ks=[10])).fit(phase.name, tmp_path / phase.name, "fp")
+        assert res.best_value > 0
+    m.eval()
+    h = torch.from_numpy(split.test.histories[:6])
+    with torch.no_grad():
+        want = m.score_all(h)
+    export_serving(m, tmp_path, {"num_items": ctx.num_items})
+    clone = pad(ctx, loss=loss)
+    clone.begin_phase("disentangle")
+    clone.eval()
+    freeze_item_tables(clone)
+    clone.prepare_serving()
+    load_weights(clone, tmp_path / "serving.safetensors")
+    with torch.no_grad():
+        assert torch.allclose(clone.score_all(h), want, atol=1e-5)
