@@ -18,7 +18,7 @@ encoders are compute-bound).
 
 Usage:
   python benchmarks/bench_encoders.py                      # writes benchmarks/results/encoders.json
-  python benchmarks/bench_encoders.py --smollm2-items 200 --batch-size 128
+  python benchmarks/bench_encoders.py --smollm2-items 200 --batch-size 64
   python benchmarks/bench_encoders.py --skip-smollm2 --output /tmp/enc.json
 """
 
@@ -135,7 +135,7 @@ def bench_smollm2(titles: list[str], n: int, cache_dir: Path, batch_size: int, s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--smollm2-items", type=int, default=500, help="titles sampled for SmolLM2 (default 500)")
     ap.add_argument("--skip-smollm2", action="store_true")
     ap.add_argument("--seed", type=int, default=0)

@@ -118,7 +118,9 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
 
         tcfg = from_dict(TextConfig, cfg.text, where="text")
         emb = build_text_embeddings(dataset, tcfg, progress=cfg.train.progress)
-        text, meta = emb.matrix, emb.metadata_dict() if hasattr(emb, "metadata_dict") else {}
+        text = emb.matrix
+        meta = {"encoder": emb.encoder, "identity": getattr(emb, "identity", None), "template": emb.template,
+                "dim": int(text.shape[1]), "cache_path": str(emb.cache_path) if emb.cache_path else None}
     return Prepared(dataset, stats, split, text, meta)
 
 

@@ -16,7 +16,7 @@ Examples:
 
   padrec encode                        (Prime Pantry titles, offline MiniLM)
 
-  padrec encode games -b 128 --threads 2 --output out/games_text
+  padrec encode games --threads 2 --output out/games_text
 
   padrec encode -e causal-lm -t faerec --check
 
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         template: str = typer.Option("title", "--template", "-t",
                                      help="title, faerec, or a template string like '{title}[ by {brand}]'."),
         missing: str = typer.Option("error", "--missing", help="Items without text: error or zero (zero rows)."),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Texts per batch (per request for openai)."),
+        batch_size: int = typer.Option(128, "--batch-size", "-b", help="Texts per batch (per request for openai)."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
         threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = torch's default)."),
         cache_dir: str = typer.Option("", "--cache-dir", help="Cache root (default $PADREC_CACHE or ~/.cache/padrec)."),

@@ -53,13 +53,13 @@ def register(app: typer.Typer) -> None:
     def compare_command(
         run_a: Path = typer.Argument(..., help="Baseline: a multi-seed run dir (summary.json) or a run dir."),
         run_b: Path = typer.Argument(..., help="Challenger, same kind as RUN_A."),
-        metric: str = typer.Option("NDCG@10", help="Metric to test."),
+        metric: str = typer.Option("NDCG@10", help="Metric to test over users (single runs)."),
     ) -> None:
         """Paired t-test of RUN_B against RUN_A: over seeds (multi-seed runs) or over users (single runs).
 
         Example: padrec compare runs/sasrec runs/pad --metric NDCG@10
         """
-        from padrec.evaluation import EvalResult, paired_ttest, per_user_paired_test, print_comparison
+        from padrec.evaluation import EvalResult, per_user_paired_test, print_comparison
         from padrec.training.checkpoint import read_json
 
         def load(p: Path):
@@ -76,9 +76,12 @@ def register(app: typer.Typer) -> None:
         if kind_a == "seeds":
             if a["seeds"] != b["seeds"]:
                 console.print(f"[yellow]warning:[/] seeds differ ({a['seeds']} vs {b['seeds']}); pairing by order")
-            xa = [r[metric] for r in a["per_seed"]]
-            xb = [r[metric] for r in b["per_seed"]]
-            test = paired_ttest(xa, xb)
-        else:
-            test = per_user_paired_test(EvalResult.from_dict(a["test"]), EvalResult.from_dict(b["test"]), metric)
-        print_comparison(str(run_a), str(run_b), metric, test, console)
+            print_comparison(b["per_seed"], a["per_seed"], name_a=str(run_b), name_b=str(run_a),
+                             metrics=[m for m in a["aggregate"] if m.startswith(("HR@", "NDCG@"))], console=console)
+            return
+        ra, rb = EvalResult.from_dict(a["test"]), EvalResult.from_dict(b["test"])
+        test = per_user_paired_test(rb, ra, metric)
+        console.print(
+            f"{run_b} vs {run_a}, {metric} over {test.n} users: {rb.overall[metric]:.4f} vs "
+            f"{ra.overall[metric]:.4f}, lift {test.lift:+.2%}, paired t = {test.t:.3f}, p = {test.p:.3g}"
+        )

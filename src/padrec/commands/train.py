@@ -129,7 +129,7 @@ def _print_run(res: dict[str, Any], cfg) -> None:
 
 
 def _summarise_seeds(results: list[dict[str, Any]], base_dir: Path, name: str) -> None:
-    from padrec.evaluation import aggregate, print_aggregate
+    from padrec.evaluation import aggregate, print_runs
     from padrec.training.checkpoint import write_json
 
     per_seed = [r["test"]["overall"] for r in results]
@@ -138,9 +138,16 @@ def _summarise_seeds(results: list[dict[str, Any]], base_dir: Path, name: str) -
     for g in ("warm", "median", "cold"):
         rows = [r["test"]["by_group"][g] for r in results if g in r["test"].get("by_group", {})]
         if rows:
-            groups[g] = aggregate([{k: v for k, v in row.items() if k != "users"} for row in rows])
+            groups[g] = aggregate([{k: float("nan") if v is None else v for k, v in row.items() if k != "users"}
+                                   for row in rows])
     summary = {"name": name, "seeds": [r["seed"] for r in results], "per_seed": per_seed,
-               "aggregate": agg, "by_group": groups, "runs": [str(base_dir / f"seed_{r['seed']}") for r in results]}
+               "aggregate": agg, "by_group": groups, "runs": [str(base_dir / f"seed_{r['seed']}") for r in results],
+               "seconds_per_epoch": [[p["seconds_per_epoch"] for p in r["phases"]] for r in results],
+               "total_seconds": [r["total_seconds"] for r in results]}
     write_json(base_dir / "summary.json", summary)
-    print_aggregate(agg, console, title=f"{name} — test, mean ± std over seeds {summary['seeds']}")
+    rows: dict[str, Any] = {"overall": per_seed}
+    for g in ("warm", "median", "cold"):
+        rows[g] = [{k: float("nan") if v is None else v for k, v in r["test"]["by_group"][g].items()}
+                   for r in results if g in r["test"].get("by_group", {})]
+    print_runs(rows, console=console, title=f"{name} — test, mean ± std over seeds {summary['seeds']}")
     console.print(f"summary: {base_dir / 'summary.json'}")

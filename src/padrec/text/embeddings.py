@@ -51,7 +51,8 @@ class TextConfig:
             ``"{title}[ by {brand}]"`` (see :mod:`padrec.text.templates`).
         on_missing: items left without text (required field missing, empty rendering):
             ``error`` (default; the message lists them) or ``zero`` (zero rows, with a warning).
-        batch_size: texts per forward pass (per request for ``openai``).
+        batch_size: texts per forward pass (per request for ``openai``); 128 measured ~20%
+            less CPU per title than 64 for MiniLM on CPU.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available).
         num_threads: torch CPU threads while encoding; 0 leaves torch's setting.
         cache_dir: cache root; ``""`` = ``$PADREC_CACHE`` or ``~/.cache/padrec``.
@@ -62,7 +63,7 @@ class TextConfig:
     encoder_config: dict[str, Any] = field(default_factory=dict)
     template: str = "title"
     on_missing: Literal["error", "zero"] = "error"
-    batch_size: int = 64
+    batch_size: int = 128
     device: str = "auto"
     num_threads: int = 0
     cache_dir: str = ""

@@ -41,20 +41,42 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
-def save_weights(module: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """Save ``module``'s state to ``path`` (.safetensors) and ``meta`` to the .json sidecar."""
+def save_weights(module: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
+                 only: set[str] | None = None) -> None:
+    """Save ``module``'s state to ``path`` (.safetensors) and ``meta`` to the .json sidecar.
+
+    ``only`` restricts the file to these state-dict keys (a phase's trained parameters).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    save_model(module, str(tmp))
+    if only is None:
+        save_model(module, str(tmp))
+    else:
+        state = module.state_dict()
+        save_file({k: state[k].detach().contiguous().clone() for k in sorted(only)}, str(tmp))
     os.replace(tmp, path)
     if meta is not None:
         write_json(path.with_suffix(".json"), meta)
 
 
-def load_weights(module: nn.Module, path: str | Path, strict: bool = True) -> None:
-    """Load weights saved by :func:`save_weights` into ``module`` (on its device)."""
+def load_weights(module: nn.Module, path: str | Path, strict: bool = True, partial: bool = False) -> None:
+    """Load weights saved by :func:`save_weights` into ``module`` (on its device).
+
+    ``partial``: the file holds a subset of the state (saved with ``only``); every key in it
+    must exist in ``module`` with the same shape.
+    """
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    if partial:
+        tensors = load_file(str(path), device=str(device))
+        state = module.state_dict()
+        bad = [k for k, v in tensors.items() if k not in state or state[k].shape != v.shape]
+        if bad:
+            raise RuntimeError(f"{path}: checkpoint does not match the model ({bad[:5]})")
+        with torch.no_grad():
+            for k, v in tensors.items():
+                state[k].copy_(v)
+        return
     missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
     missing = [k for k in missing if not _is_nonpersistent(module, k)]
     if strict and (missing or unexpected):

@@ -126,7 +126,8 @@ def make_score_fn(method: Method):
 class Trainer:
     """Runs one phase of any :class:`Method` on a :class:`Split`.
 
-    Files written under ``phase_dir``: ``best.safetensors`` (best-validation weights),
+    Files written under ``phase_dir``: ``best.safetensors`` (best-validation weights of the
+    parameters this phase trains),
     ``last.safetensors`` + ``last.optim.safetensors`` (resumable state) and ``state.json``
     (epoch, best value, history, the fingerprint of everything the phase depends on).
     """
@@ -168,20 +169,22 @@ class Trainer:
         if state is not None and state.get("fingerprint") != fp:
             log.warning("%s: inputs changed since the saved run; training phase '%s' afresh", phase_dir, phase)
             state = None
+        params = method.trainable_parameters()
+        ids = {id(p) for p in params}
+        self.phase_keys = {n for n, p in method.named_parameters() if id(p) in ids}
         if state is not None and state.get("finished"):
-            load_weights(method, phase_dir / "best.safetensors")
+            load_weights(method, phase_dir / "best.safetensors", partial=True)
             return PhaseResult(phase, state["best_epoch"], state["best_value"], state["epoch"] + 1,
                                state["seconds_per_epoch"], state["train_seconds"], "reused", state["history"])
 
         # Negatives and dropout draw from the global generator: seed it here so a phase's
         # numbers do not depend on what ran before it in the process.
         torch.manual_seed(cfg.seed)
-        params = method.trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         start_epoch, best_value, best_epoch, bad, history, train_seconds = 0, -math.inf, -1, 0, [], 0.0
         if state is not None and (phase_dir / "last.optim.safetensors").exists():
-            load_weights(method, phase_dir / "last.safetensors")
+            load_weights(method, phase_dir / "last.safetensors", partial=True)
             rng, _ = load_training_state(phase_dir / "last.optim.safetensors", optimizer)
             torch.set_rng_state(rng["torch"])
             shuffle.set_state(rng["shuffle"])
@@ -235,7 +238,7 @@ class Trainer:
             improved = value > best_value
             if improved:
                 best_value, best_epoch, bad = value, epoch, 0
-                save_weights(method, phase_dir / "best.safetensors")
+                save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
             else:
                 bad += 1
             losses_txt = " ".join(f"{k}={v / n_batches:.4f}" for k, v in totals.items())
@@ -252,7 +255,7 @@ class Trainer:
         epochs_run = epoch + 1
         if best_epoch < 0:
             raise RuntimeError(f"phase '{phase}' ran no epoch (epochs={cfg.epochs})")
-        load_weights(method, phase_dir / "best.safetensors")
+        load_weights(method, phase_dir / "best.safetensors", partial=True)
         spe = train_seconds / max(1, len(history))
         self._save_last(phase_dir, optimizer, shuffle, fp, epochs_run - 1, best_value, best_epoch, bad, history,
                         train_seconds, finished=True, seconds_per_epoch=spe)
@@ -261,7 +264,7 @@ class Trainer:
     def _save_last(self, phase_dir: Path, optimizer, shuffle, fp, epoch, best_value, best_epoch, bad, history,
                    train_seconds, finished: bool, seconds_per_epoch: float = 0.0) -> None:
         if not finished:
-            save_weights(self.method, phase_dir / "last.safetensors")
+            save_weights(self.method, phase_dir / "last.safetensors", only=self.phase_keys)
             rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
             if self.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.device)
