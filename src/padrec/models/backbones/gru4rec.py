@@ -31,6 +31,7 @@ class GRU4RecConfig(BackboneConfig):
         init: ``xavier_uniform`` GRU weights (RecBole) or PyTorch's ``default``.
     """
 
+    dropout: float = 0.3
     num_layers: int = 1
     gru_hidden_size: int | None = None
     bias: bool = False

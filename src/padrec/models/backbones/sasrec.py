@@ -60,6 +60,7 @@ class SASRecConfig(BackboneConfig):
     input_layer_norm: bool = True
     layer_norm_eps: float = 1e-12
     scale_input: bool = False
+    dropout: float = 0.5
     attention_dropout: float | None = None
     attention_bias: bool = True
     init: Literal["normal", "xavier_normal", "default"] = "normal"
