@@ -84,7 +84,7 @@ def test_phase_reuse_and_single_phase(user_data):
     invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1")
     state = json.loads((d / "runs/pad1/pretrain/state.json").read_text())
     # Changing only phase-3 settings reuses phases 1 and 2.
-    out = invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1", "--set", "method_config.gate=learned",
+    invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1", "--set", "method_config.gate=learned",
                  "--phase", "disentangle")
     assert json.loads((d / "runs/pad1/pretrain/state.json").read_text()) == state
     res = json.loads((d / "runs/pad1/results.json").read_text())

@@ -41,7 +41,7 @@ def test_softmax_ce_matches_cross_entropy_without_padding_class():
     items = torch.randn(6, 4)
     targets = torch.tensor([[0, 1, 2], [3, 0, 5]])
     got = softmax_ce_loss(h, items, targets)
-    rows, want = [], []
+    want = []
     for b in range(2):
         for t in range(3):
             if targets[b, t] > 0:

@@ -9,7 +9,7 @@ from padrec.data import compute_item_stats, make_split
 from padrec.evaluation import EvalConfig
 from padrec.methods import METHODS, MethodContext, TrainBatch
 from padrec.models.gating import BucketScalarGate
-from padrec.training.trainer import Trainer, TrainConfig
+from padrec.training.trainer import TrainConfig, Trainer
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_disentangle_scores_are_the_gated_sum(setup, gate):
 
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_three_phases_train_and_serving_export_matches(setup, tmp_path, loss):
-    from padrec.serving.recommender import export_serving
     from padrec.models.experts import freeze_item_tables
+    from padrec.serving.recommender import export_serving
     from padrec.training.checkpoint import load_weights
 
     split, ctx, _ = setup

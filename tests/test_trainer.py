@@ -11,7 +11,7 @@ from padrec.data import compute_item_stats, make_split
 from padrec.evaluation import EvalConfig
 from padrec.methods import METHODS, MethodContext
 from padrec.training.checkpoint import load_weights, save_weights
-from padrec.training.trainer import Trainer, TrainConfig, set_seed
+from padrec.training.trainer import TrainConfig, Trainer, set_seed
 
 
 def build(toy_dataset, loss="ce", backbone="sasrec", seed=0):
@@ -34,7 +34,7 @@ def test_training_learns_the_chain(toy_dataset, tmp_path, loss):
     res = fit(method, split, tmp_path, epochs=8)
     # Popularity is ~uniform here (HR@10 ≈ 10/40); the chain makes the next item predictable.
     assert res.best_value > 0.35
-    assert res.history[-1][f"loss_rec"] < res.history[0]["loss_rec"]
+    assert res.history[-1]["loss_rec"] < res.history[0]["loss_rec"]
 
 
 def test_best_model_is_restored_and_checkpoints_are_safetensors(toy_dataset, tmp_path):

@@ -65,14 +65,15 @@ def main(argv=None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     os.chdir(args.work_dir)
 
+    from logging import getLogger
+
     import numpy as np
-    import torch
     import recbole
+    import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on)
+    import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed, get_model, get_trainer
-    import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on)
-    from logging import getLogger
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     # sine.py calls torch.autograd.set_detect_anomaly(True) at import: ~4x slower.
     torch.autograd.set_detect_anomaly(False)

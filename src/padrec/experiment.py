@@ -29,8 +29,8 @@ from padrec.methods import METHODS, Method, MethodContext
 from padrec.training.checkpoint import read_json, save_weights, write_json
 from padrec.training.trainer import (
     PhaseResult,
-    Trainer,
     TrainConfig,
+    Trainer,
     fingerprint,
     make_score_fn,
     phase_config,

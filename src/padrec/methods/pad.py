@@ -16,7 +16,6 @@ See docs/PAD.md for every switch and where the release differs from the paper.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

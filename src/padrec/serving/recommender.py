@@ -68,8 +68,8 @@ class Recommender:
         if num_threads > 0:
             torch.set_num_threads(num_threads)
         meta = read_json(path.with_suffix(".json"))
-        from padrec.experiment import load_experiment_config
         from padrec.data.stats import ItemStats
+        from padrec.experiment import load_experiment_config
 
         cfg = load_experiment_config(meta["experiment"])
         n = int(meta["num_items"])
