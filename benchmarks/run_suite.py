@@ -97,6 +97,7 @@ def main() -> None:
     out_path = ROOT / "benchmarks" / "results" / f"suite_{args.suite}.json"
     if out_path.exists():
         out["runs"] = json.loads(out_path.read_text()).get("runs", {})
+    out["runs"] = {k: v for k, v in out["runs"].items() if len(v["per_seed"]) == len(seeds)}
     for name, cfg_file, sets, reuse_from in runs:
         if only and name not in only:
             continue
@@ -111,7 +112,14 @@ def main() -> None:
                                                      "train.progress": False, "train.num_threads": args.threads},
                                 sets + args.extra)
         t0 = time.perf_counter()
-        results = run_training(raw, seeds)
+        summary = run_dir / "summary.json"
+        if summary.exists() and json.loads(summary.read_text())["seeds"] == seeds and name in out["runs"]:
+            print(f"{name}: finished earlier with seeds {seeds}; reusing", file=sys.stderr)
+            continue
+        if summary.exists() and json.loads(summary.read_text())["seeds"] == seeds:
+            results = [json.loads((run_dir / f"seed_{s}" / "results.json").read_text()) for s in seeds]
+        else:
+            results = run_training(raw, seeds)
         wall = time.perf_counter() - t0
         out["runs"][name] = {
             "config": cfg_file, "overrides": sets + args.extra, "wall_seconds": wall,
