@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         print("WARNING: OMP_WAIT_POLICY is not PASSIVE", file=sys.stderr)
-    out_json = args.out or os.path.join(
+    out_json = os.path.abspath(args.out) if args.out else os.path.join(
         REPO, "benchmarks", "results", f"recbole_{args.model}_prime_pantry.json")
     config_files = [os.path.join(HERE, "base.yaml"), os.path.join(HERE, MODELS[args.model])]
     os.makedirs(args.work_dir, exist_ok=True)

@@ -84,7 +84,7 @@ class PADConfig:
     anchoring: Literal["anchored", "non_anchored", "anchored_frozen_id"] = "anchored"
     include_padding: bool = False
     mmd_slots: Literal["all", "unique"] = "all"
-    mmd_max_slots: int = 1024
+    mmd_max_slots: int = 256
     alignment_kwargs: dict[str, Any] = field(default_factory=dict)
     experts: list[str] = field(default_factory=lambda: list(EXPERTS))
     gate: Literal["bucket_scalar", "network", "learned", "none"] = "bucket_scalar"
