@@ -47,11 +47,11 @@ def time_training(method_name: str, method_cfg: dict, prepared, epochs: int, bat
     for phase in method.phases():
         method.begin_phase(phase.name)
         opt = torch.optim.AdamW(method.trainable_parameters(), lr=1e-3)
-        ph_times = []
+        ph_times, ph_cpu = [], []
         for _ in range(epochs + 1):
             method.train()
             perm = torch.randperm(len(inputs))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for b in range(0, len(inputs), batch_size):
                 idx = perm[b : b + batch_size]
                 loss = sum(method.losses(TrainBatch(inputs[idx], targets[idx], users[idx])).values())
@@ -59,14 +59,18 @@ def time_training(method_name: str, method_cfg: dict, prepared, epochs: int, bat
                 loss.backward()
                 opt.step()
             ph_times.append(time.perf_counter() - t0)
-        times.append({"phase": phase.name, "seconds_per_epoch": statistics.median(ph_times[1:])})
+            ph_cpu.append(time.process_time() - c0)
+        times.append({"phase": phase.name, "seconds_per_epoch": statistics.median(ph_times[1:]),
+                      "cpu_seconds_per_epoch": statistics.median(ph_cpu[1:])})
     method.eval()
-    ev = []
+    ev, ev_cpu = [], []
     for _ in range(3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         evaluate(make_score_fn(method), split.test, prepared.stats, EvalConfig(ks=[10, 20]))
         ev.append(time.perf_counter() - t0)
-    return {"phases": times, "full_eval_seconds": min(ev), "eval_users": len(split.test),
+        ev_cpu.append(time.process_time() - c0)
+    return {"phases": times, "full_eval_seconds": min(ev), "full_eval_cpu_seconds": min(ev_cpu),
+            "load_average": os.getloadavg()[0], "eval_users": len(split.test),
             "items": prepared.dataset.num_items}
 
 
@@ -117,8 +121,10 @@ def main() -> None:
         res = time_training(cfg.method, cfg.method_config, prepared, args.epochs, cfg.train.batch_size)
         res.update(prepare_seconds=prep_s, batch_size=cfg.train.batch_size, peak_rss_mb=rss_mb())
         out["models"][name] = res
-        phases = ", ".join(f"{p['phase']} {p['seconds_per_epoch']:.2f} s" for p in res["phases"])
+        phases = ", ".join(f"{p['phase']} {p['seconds_per_epoch']:.2f} s (cpu {p['cpu_seconds_per_epoch']:.2f})"
+                           for p in res["phases"])
         print(f"{name:8s} epoch: {phases} | full eval {res['full_eval_seconds']:.2f} s "
+              f"(cpu {res['full_eval_cpu_seconds']:.2f}, load {res['load_average']:.1f}) "
               f"({res['eval_users']} users x {res['items']} items) | prepare {prep_s:.2f} s | "
               f"peak {res['peak_rss_mb']:.0f} MiB", flush=True)
     if args.serve:

@@ -31,6 +31,11 @@ from padrec.models.gating import build_gate
 from padrec.models.items import ConcatFusion, IDEmbedding, TextMLP
 
 EXPERTS = ("id", "align", "llm")
+# Phase 3 fine-tunes experts that are already trained (only the LLM expert and the gate start
+# from scratch); at the run's lr (3e-3 by default) it peaks after one epoch and then
+# overfits on Prime Pantry, at 5e-4 it keeps improving (BENCHMARKS.md). Override with
+# ``phase_train: {disentangle: {lr: ...}}``.
+DISENTANGLE_LR = 5e-4
 # Keys of PADConfig each phase depends on (a finished phase is reused when these are unchanged).
 PRETRAIN_KEYS = ["backbone", "backbone_config", "hidden_size", "loss", "num_negatives", "init_std"]
 ALIGN_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "fusion_dropout", "alignment", "gamma",
@@ -139,7 +144,7 @@ class PAD(Method):
         phases = [Phase("pretrain", config_keys=PRETRAIN_KEYS)]
         if "align" in self.config.experts:
             phases.append(Phase("align", config_keys=ALIGN_KEYS))
-        phases.append(Phase("disentangle"))
+        phases.append(Phase("disentangle", overrides={"lr": DISENTANGLE_LR}))
         return phases
 
     def begin_phase(self, name: str) -> None:
