@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(
     name="padrec",
-    help="Sequential recommendation enhanced by language models (PAD, FAERec, CALRec, baselines).",
+    help="Sequential recommendation enhanced by language models: PAD and ID-only baselines.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
