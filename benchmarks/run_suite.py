@@ -105,7 +105,7 @@ def main() -> None:
         if reuse_from:
             for s in seeds:
                 src = runs_dir / reuse_from / f"seed_{s}"
-                for phase in ("pretrain", "align"):
+                for phase in ("pretrain", "pretrain_llm", "align"):
                     if (src / phase / "state.json").exists() and not (run_dir / f"seed_{s}" / phase).exists():
                         shutil.copytree(src / phase, run_dir / f"seed_{s}" / phase)
         raw = build_config_dict(CONFIGS / cfg_file, {"name": name, "output_dir": str(run_dir),

@@ -69,7 +69,7 @@ def test_train_evaluate_compare_recommend(user_data):
     assert summary["seeds"] == [1, 2] and "NDCG@10" in summary["aggregate"]
     out = invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad", "--seeds", "1,2")
     res = json.loads((d / "runs/pad/seed_1/results.json").read_text())
-    assert [p["phase"] for p in res["phases"]] == ["pretrain", "align", "disentangle"]
+    assert [p["phase"] for p in res["phases"]] == ["pretrain", "pretrain_llm", "align", "disentangle"]
     assert set(res["test"]["by_group"]) >= {"warm", "median", "cold"}
     out = invoke("compare", d / "runs/sasrec", d / "runs/pad", "--metric", "NDCG@10")
     assert "p" in out
@@ -88,7 +88,17 @@ def test_phase_reuse_and_single_phase(user_data):
                  "--phase", "disentangle")
     assert json.loads((d / "runs/pad1/pretrain/state.json").read_text()) == state
     res = json.loads((d / "runs/pad1/results.json").read_text())
-    assert [p["stopped"] for p in res["phases"]][:2] == ["reused", "reused"]
+    assert [p["stopped"] for p in res["phases"]][:3] == ["reused", "reused", "reused"]
+    # An alignment setting retrains the alignment phase, not the phases that do not depend on it.
+    invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1", "--set", "method_config.gamma=0.5")
+    res = json.loads((d / "runs/pad1/results.json").read_text())
+    assert {p["phase"]: p["stopped"] != "reused" for p in res["phases"]} == {
+        "pretrain": False, "pretrain_llm": False, "align": True, "disentangle": True}
+    # Running only the first phases stops there; the model is evaluated as phase 1 left it.
+    invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad2", "--phase", "pretrain")
+    res = json.loads((d / "runs/pad2/results.json").read_text())
+    assert [p["phase"] for p in res["phases"]] == ["pretrain"]
+    assert not (d / "runs/pad2/align").exists()
 
 
 def test_bad_inputs_exit_nonzero_with_a_clear_message(user_data, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from padrec.models.items import ConcatFusion, IDEmbedding, ItemRepresentation, TextMLP
+from padrec.models.items import ConcatFusion, IDEmbedding, ItemRepresentation, TextMLP, normalize_text
 
 N, D_TEXT, D = 30, 24, 8
 
@@ -26,6 +26,8 @@ FACTORIES: dict[str, Callable[[], ItemRepresentation]] = {
     "id-xavier": lambda: IDEmbedding(N, D, init="xavier_normal"),
     "text": lambda: TextMLP(text_table(), D, num_hidden_layers=2),
     "text-release-padding": lambda: TextMLP(text_table(), D, num_hidden_layers=1, zero_padding=False),
+    "text-linear-standardized": lambda: TextMLP(text_table(), D, num_hidden_layers=0, final_activation=False,
+                                                input_norm="standardize"),
     "concat": lambda: ConcatFusion(IDEmbedding(N, D), TextMLP(text_table(), D, num_hidden_layers=1), D),
 }
 
@@ -119,6 +121,36 @@ def test_text_mlp_structure_matches_release() -> None:
     assert kinds == ["Linear", "GELU"] + ["Dropout", "Linear", "GELU"] * 4
     assert rep.mlp[0].in_features == D_TEXT and rep.mlp[0].out_features == D
     assert rep.mlp[2].p == 0.1
+
+
+def test_text_mlp_without_final_activation_ends_in_a_linear() -> None:
+    rep = TextMLP(text_table(), D, num_hidden_layers=0, final_activation=False)
+    assert [type(m).__name__ for m in rep.mlp] == ["Linear"]
+    rep = TextMLP(text_table(), D, num_hidden_layers=2, final_activation=False)
+    assert [type(m).__name__ for m in rep.mlp] == ["Linear", "GELU"] + ["Dropout", "Linear", "GELU"] + ["Dropout", "Linear"]
+    out = rep.eval().all()[1:]
+    assert (out < -0.2).any()  # a final GELU would keep every coordinate above -0.17
+
+
+def test_normalize_text_centers_standardizes_and_drops_constant_dimensions() -> None:
+    text = text_table() * 0.05 + 0.3
+    text[0] = 0
+    text[1:, 5] = 0.7  # constant over the catalogue, as two of MiniLM's dimensions are
+    assert normalize_text(text, "none") is text
+    centered = normalize_text(text, "center")
+    torch.testing.assert_close(centered[1:].mean(0), torch.zeros(D_TEXT), atol=1e-6, rtol=0)
+    torch.testing.assert_close(centered[1:] - text[1:], (-text[1:].mean(0)).expand(N, -1), atol=1e-6, rtol=0)
+    std = normalize_text(text, "standardize")
+    assert torch.equal(std[0], torch.zeros(D_TEXT))
+    assert torch.equal(std[1:, 5], torch.zeros(N))
+    keep = [j for j in range(D_TEXT) if j != 5]
+    torch.testing.assert_close(std[1:, keep].std(0), torch.ones(len(keep)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(std[1:].mean(0), torch.zeros(D_TEXT), atol=1e-5, rtol=0)
+    assert torch.isfinite(std).all()
+    with pytest.raises(ValueError, match="input_norm"):
+        normalize_text(text, "whiten")  # type: ignore[arg-type]
+    rep = TextMLP(text, D, input_norm="standardize")
+    torch.testing.assert_close(rep.text, std)
 
 
 def test_text_is_frozen_nonpersistent_buffer() -> None:

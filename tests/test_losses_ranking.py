@@ -2,9 +2,16 @@
 
 import math
 
+import pytest
 import torch
 
-from padrec.losses.ranking import bce_loss, sample_negatives, softmax_ce_loss
+from padrec.losses.ranking import (
+    adjusted_cross_entropy,
+    bce_loss,
+    log_popularity_prior,
+    sample_negatives,
+    softmax_ce_loss,
+)
 
 
 def test_negatives_avoid_the_users_items_and_are_in_range():
@@ -48,3 +55,56 @@ def test_softmax_ce_matches_cross_entropy_without_padding_class():
                 logits = h[b, t] @ items[1:].t()
                 want.append(-torch.log_softmax(logits, 0)[targets[b, t] - 1])
     assert torch.allclose(got, torch.stack(want).mean(), atol=1e-6)
+
+
+def test_log_popularity_prior_is_smoothed_and_normalised():
+    freq = [0, 3, 0, 1]  # row 0 = padding
+    prior = log_popularity_prior(freq)
+    want = torch.tensor([4.0, 1.0, 2.0]) / 7.0
+    assert prior[0] == 0
+    assert torch.allclose(prior[1:].exp(), want, atol=1e-6)
+
+
+def test_logit_adjustment_offsets_the_softmax_by_tau_log_prior():
+    torch.manual_seed(2)
+    h = torch.randn(2, 3, 4)
+    items = torch.randn(6, 4)
+    targets = torch.tensor([[0, 1, 2], [3, 0, 5]])
+    prior = log_popularity_prior([0, 10, 1, 1, 0, 4])
+    assert torch.allclose(softmax_ce_loss(h, items, targets, prior, tau=0.0), softmax_ce_loss(h, items, targets))
+    got = softmax_ce_loss(h, items, targets, prior, tau=0.5)
+    want = []
+    for b in range(2):
+        for t in range(3):
+            if targets[b, t] > 0:
+                logits = h[b, t] @ items[1:].t() + 0.5 * prior[1:]
+                want.append(-torch.log_softmax(logits, 0)[targets[b, t] - 1])
+    assert torch.allclose(got, torch.stack(want).mean(), atol=1e-6)
+    # Training pushes a rare target's raw logit up harder once its rarity is accounted for.
+    rare = torch.tensor([4])
+    grads = []
+    for tau in (0.0, 1.0):
+        logits = torch.zeros(1, 6, requires_grad=True)
+        adjusted_cross_entropy(logits + 0.0, rare, prior, tau).backward()
+        grads.append(float(logits.grad[0, 4]))
+    assert grads[1] < grads[0] < 0
+    with pytest.raises(ValueError, match="prior"):
+        adjusted_cross_entropy(torch.zeros(1, 6), rare, None, 1.0)
+
+
+def test_logit_adjustment_config_is_checked(toy_dataset):
+    from padrec.data import compute_item_stats, make_split
+    from padrec.methods import METHODS, MethodContext
+
+    split = make_split(toy_dataset)
+    ctx = MethodContext(toy_dataset.num_items, split.config.max_len, compute_item_stats(toy_dataset, 4))
+    bce = METHODS.build("sequential", {"hidden_size": 8, "loss": "bce", "logit_adjustment": 1.0}, context=ctx)
+    assert bce.log_prior is not None
+    with pytest.raises(ValueError, match=">= 0"):
+        METHODS.build("sequential", {"logit_adjustment": -1.0}, context=ctx)
+    m = METHODS.build("sequential", {"hidden_size": 8, "logit_adjustment": 0.5}, context=ctx)
+    assert torch.allclose(m.log_prior, log_popularity_prior(ctx.item_stats.train_frequency))
+    assert "log_prior" not in m.state_dict()
+    no_stats = MethodContext(toy_dataset.num_items, split.config.max_len)
+    with pytest.raises(ValueError, match="item statistics"):
+        METHODS.build("sequential", {"logit_adjustment": 0.5}, context=no_stats)

@@ -32,8 +32,12 @@ def pad(ctx, **cfg):
 
 def test_phases_and_ablations(setup):
     _, ctx, _ = setup
-    assert [p.name for p in pad(ctx).phases()] == ["pretrain", "align", "disentangle"]
-    assert [p.name for p in pad(ctx, experts=["id", "llm"]).phases()] == ["pretrain", "disentangle"]
+    assert [p.name for p in pad(ctx).phases()] == ["pretrain", "pretrain_llm", "align", "disentangle"]
+    assert [p.name for p in pad(ctx, experts=["id", "llm"]).phases()] == ["pretrain", "pretrain_llm", "disentangle"]
+    release = pad(ctx, llm_pretrain=False, frozen_in_phase3=[])
+    assert [p.name for p in release.phases()] == ["pretrain", "align", "disentangle"]
+    # Gate-only phase 3 (every expert frozen) runs at the gate's learning rate.
+    assert pad(ctx).phases()[-1].overrides["lr"] > release.phases()[-1].overrides["lr"]
     with pytest.raises(Exception, match="experts"):
         pad(ctx, experts=["id", "bogus"])
 
@@ -51,14 +55,15 @@ def test_align_phase_starts_from_the_pretrained_id_expert(setup):
 
 def test_each_phase_trains_its_own_parameters(setup):
     _, ctx, batch = setup
-    m = pad(ctx)
-    for phase, owner in (("pretrain", m.id_expert), ("align", m.align_expert)):
+    m = pad(ctx, frozen_in_phase3=[])
+    for phase, owner in (("pretrain", m.id_expert), ("align", m.align_expert), ("pretrain_llm", m.llm_expert)):
         m.begin_phase(phase)
         ids = {id(p) for p in m.trainable_parameters()}
         assert ids == {id(p) for p in owner.parameters()}
         m.zero_grad()
         sum(m.losses(batch).values()).backward()
-        assert all(p.grad is None for p in m.llm_expert.parameters())
+        others = [e for e in (m.id_expert, m.align_expert, m.llm_expert) if e is not owner]
+        assert all(p.grad is None for e in others for p in e.parameters())
     m.begin_phase("disentangle")
     ids = {id(p) for p in m.trainable_parameters()}
     assert {id(p) for p in m.gate.parameters()} <= ids and {id(p) for p in m.llm_expert.parameters()} <= ids
@@ -144,3 +149,45 @@ def test_three_phases_train_and_serving_export_matches(setup, tmp_path, loss):
     load_weights(clone, tmp_path / "serving.safetensors")
     with torch.no_grad():
         assert torch.allclose(clone.score_all(h), want, atol=1e-5)
+
+
+def test_frozen_experts_keep_their_weights_in_phase3(setup):
+    _, ctx, batch = setup
+    m = pad(ctx, frozen_in_phase3=["id", "align"])
+    m.begin_phase("disentangle")
+    ids = {id(p) for p in m.trainable_parameters()}
+    assert not ids & {id(p) for p in m.id_expert.parameters()}
+    assert not ids & {id(p) for p in m.align_expert.parameters()}
+    assert {id(p) for p in m.llm_expert.parameters()} <= ids
+    m.train()
+    assert not m.id_expert.training and not m.align_expert.training and m.llm_expert.training
+    m.zero_grad()
+    sum(m.losses(batch).values()).backward()
+    assert all(p.grad is None for p in m.id_expert.parameters())
+    assert all(p.grad is None for p in m.align_expert.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.llm_expert.parameters())
+    m.begin_phase("pretrain")
+    m.train()
+    assert m.id_expert.training
+    with pytest.raises(Exception, match="cannot be"):
+        pad(ctx, llm_pretrain=False, frozen_in_phase3=["llm"])
+    # The default freezes every expert (gate-only phase 3); ablations freeze the ones they keep.
+    assert pad(ctx).config.frozen_in_phase3 == ["id", "align", "llm"]
+    assert pad(ctx, experts=["id", "llm"]).config.frozen_in_phase3 == ["id", "llm"]
+    m = pad(ctx)
+    m.begin_phase("disentangle")
+    assert {id(p) for p in m.trainable_parameters()} == {id(p) for p in m.gate.parameters()}
+
+
+def test_phase3_logit_adjustment_changes_the_loss_not_the_scores(setup):
+    split, ctx, batch = setup
+    plain, adjusted = pad(ctx), pad(ctx, logit_adjustment=1.0)
+    for m in (plain, adjusted):
+        m.begin_phase("disentangle")
+        m.eval()
+    h = torch.from_numpy(split.test.histories[:4])
+    with torch.no_grad():
+        assert torch.equal(plain.score_all(h), adjusted.score_all(h))
+        assert not torch.allclose(plain.losses(batch)["rec"], adjusted.losses(batch)["rec"])
+    with pytest.raises(Exception, match=">= 0"):
+        pad(ctx, logit_adjustment=-0.5)

@@ -68,7 +68,8 @@ class ExperimentConfig:
         method_config: the method's own fields (checked against its config class).
         text: text-embedding settings for methods that use item text (see padrec.text).
         phase_train: per-phase training overrides, e.g. ``{"align": {"lr": 1e-4}}``.
-        phases: run only these phases (earlier ones must be finished in the run dir).
+        phases: run only these phases (earlier ones must be finished in the run dir; later ones
+            are not run, and the model is evaluated as the last phase run left it).
     """
 
     name: str = "sasrec"
@@ -155,18 +156,21 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
                           prepared.split.test.targets,
                           prepared.text_embeddings if prepared.text_embeddings is not None else "no-text")
     phase_results: list[PhaseResult] = []
-    prev_fp = data_fp
+    phase_fps: dict[str, str] = {}
     wanted = set(cfg.phases)
     known = [p.name for p in method.phases()]
     unknown = wanted - set(known)
     if unknown:
         raise ValueError(f"unknown phase(s) {sorted(unknown)} for method '{cfg.method}'; phases: {known}")
-    for phase in method.phases():
+    last_wanted = max((known.index(n) for n in wanted), default=len(known) - 1)
+    for phase in method.phases()[: last_wanted + 1]:  # phases after the last one asked for are not run
         tcfg = phase_config(phase_config(cfg.train, phase.overrides), cfg.phase_train.get(phase.name, {}))
         mcfg = to_dict(method.config)
         if phase.config_keys is not None:
             mcfg = {k: mcfg[k] for k in phase.config_keys}
-        fp = fingerprint(prev_fp, phase.name, to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None},
+        deps = list(phase_fps) if phase.after is None else phase.after
+        run_settings = to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None}
+        fp = fingerprint(data_fp, [phase_fps[d] for d in deps if d in phase_fps], phase.name, run_settings,
                          cfg.method, mcfg, to_dict(cfg.eval))
         method.begin_phase(phase.name)
         phase_dir = run_dir / phase.name
@@ -184,7 +188,7 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         phase_results.append(res)
         log.info("phase %s: best epoch %d, valid %s=%.4f (%s)", phase.name, res.best_epoch, tcfg.monitor,
                  res.best_value, res.stopped)
-        prev_fp = fp
+        phase_fps[phase.name] = fp
 
     method.eval()
     score = make_score_fn(method)

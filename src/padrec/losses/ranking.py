@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,18 +59,58 @@ def bce_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor, mask: torch.Ten
     return ((pos + neg) * m).sum() / m.sum().clamp_min(1.0)
 
 
-def softmax_ce_loss(seq_vectors: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def log_popularity_prior(train_frequency: np.ndarray, smoothing: float = 1.0) -> torch.Tensor:
+    """log π_i of the smoothed training popularity, π_i ∝ frequency_i + ``smoothing``.
+
+    Args:
+        train_frequency: (N+1,) training interactions per item (row 0 = padding).
+    Returns:
+        (N+1,) float32 log-probabilities over items 1..N; entry 0 is 0 (padding, never a class).
+    """
+    f = torch.as_tensor(np.asarray(train_frequency), dtype=torch.float64)[1:] + smoothing
+    out = torch.zeros(len(f) + 1, dtype=torch.float64)
+    out[1:] = torch.log(f / f.sum())
+    return out.float()
+
+
+def adjusted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, log_prior: torch.Tensor | None = None,
+                           tau: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over items 1..N with optional logit adjustment (Menon et al., ICLR 2021).
+
+    Training on ``logits + tau · log π`` makes the logits themselves estimate
+    ``p(i | history) / π_i^tau``: at ``tau = 1`` a popularity-balanced score, at 0 the plain
+    softmax. The adjustment is a training-time offset only; scoring uses the raw logits, so
+    items that were rare in training (the cold tail) are no longer pushed down by their rarity.
+
+    Args:
+        logits: (T, N+1) scores, freshly computed: column 0 (padding, never a class) is set
+            to -inf in place.
+        targets: (T,) int64 target ids in 1..N.
+        log_prior: (N+1,) log π (see :func:`log_popularity_prior`); needed when ``tau != 0``.
+        tau: strength of the adjustment.
+    Returns:
+        scalar mean cross-entropy.
+    """
+    if tau:
+        if log_prior is None:
+            raise ValueError("logit adjustment (tau != 0) needs the log popularity prior")
+        logits = logits + tau * log_prior.to(logits.device)
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, targets)
+
+
+def softmax_ce_loss(seq_vectors: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,
+                    log_prior: torch.Tensor | None = None, tau: float = 0.0) -> torch.Tensor:
     """Full softmax cross-entropy over the catalogue at every position with a target.
 
     Args:
         seq_vectors: (B, L, d) sequence outputs.
         item_vectors: (N+1, d) every item's vector (row 0 = padding, never a class).
         targets: (B, L) int64 next items, 0 where there is no target.
+        log_prior, tau: optional logit adjustment (see :func:`adjusted_cross_entropy`).
     Returns:
         scalar mean cross-entropy over positions with a target.
     """
     mask = targets > 0
-    h = seq_vectors[mask]  # T × d
-    logits = h @ item_vectors.t()  # T × (N+1)
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets[mask])
+    logits = seq_vectors[mask] @ item_vectors.t()  # T × (N+1)
+    return adjusted_cross_entropy(logits, targets[mask], log_prior, tau)

@@ -64,12 +64,17 @@ class Phase:
         overrides: training settings this phase changes (e.g. ``{"lr": 1e-4}``), applied
             over the run's :class:`~padrec.training.trainer.TrainConfig`.
         config_keys: the method-config fields this phase depends on (None = all); a
-            finished phase is reused when these, the data and the earlier phases are unchanged.
+            finished phase is reused when these, the data and the phases it depends on are
+            unchanged.
+        after: the earlier phases whose weights this phase starts from or uses (None = every
+            earlier phase). A phase that does not depend on another is not retrained when
+            only that other phase's settings change.
     """
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     config_keys: list[str] | None = None
+    after: list[str] | None = None
 
 
 class Method(nn.Module):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 
-from padrec.losses.ranking import bce_loss, sample_negatives, softmax_ce_loss
+from padrec.losses.ranking import bce_loss, log_popularity_prior, sample_negatives, softmax_ce_loss
 from padrec.methods.base import METHODS, Method, MethodContext, TrainBatch
 from padrec.models.backbones import BACKBONES
 from padrec.models.experts import Expert
@@ -27,6 +27,10 @@ class SequentialConfig:
             ``bce`` (one or more sampled negatives per position; PAD's loss).
         num_negatives: negatives per position for ``bce``.
         init_std: std of the normal initialisation of the ID table.
+        logit_adjustment: τ ≥ 0; training adds τ·log π_i (smoothed training popularity) to
+            every logit (of the full softmax, or of the positive and negatives under ``bce``),
+            so the scores estimate p(i | history) / π_i^τ and rarely trained items are not
+            pushed down for their rarity (0 = plain loss). Scoring uses the raw logits.
     """
 
     backbone: str = "sasrec"
@@ -35,6 +39,25 @@ class SequentialConfig:
     loss: Literal["ce", "bce"] = "ce"
     num_negatives: int = 1
     init_std: float = 0.02
+    logit_adjustment: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_logit_adjustment(self.logit_adjustment)
+
+
+def check_logit_adjustment(tau: float) -> None:
+    """Logit adjustment needs τ ≥ 0."""
+    if tau < 0:
+        raise ValueError(f"logit_adjustment must be >= 0, got {tau}")
+
+
+def popularity_prior(context: MethodContext, tau: float) -> torch.Tensor | None:
+    """The (N+1,) log popularity prior a method with logit adjustment τ needs (None when τ = 0)."""
+    if not tau:
+        return None
+    if context.item_stats is None:
+        raise ValueError("logit_adjustment needs item statistics (training frequencies)")
+    return log_popularity_prior(context.item_stats.train_frequency)
 
 
 def build_backbone(name: str, overrides: dict[str, Any], hidden_size: int, max_len: int):
@@ -44,15 +67,21 @@ def build_backbone(name: str, overrides: dict[str, Any], hidden_size: int, max_l
 
 
 def ranking_losses(
-    expert: Expert, batch: TrainBatch, loss: str, num_items: int, num_negatives: int = 1
+    expert: Expert, batch: TrainBatch, loss: str, num_items: int, num_negatives: int = 1,
+    log_prior: torch.Tensor | None = None, tau: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """The next-item loss of one expert on a batch (``ce`` or ``bce``) as ``{"rec": loss}``."""
+    """The next-item loss of one expert on a batch (``ce`` or ``bce``) as ``{"rec": loss}``;
+    ``log_prior`` ((N+1,) log π) and ``tau`` add logit adjustment."""
     h = expert.encode(batch.inputs)  # B × L × d
     if loss == "ce":
-        return {"rec": softmax_ce_loss(h, expert.items.all(), batch.targets)}
+        return {"rec": softmax_ce_loss(h, expert.items.all(), batch.targets, log_prior, tau)}
     neg = sample_negatives(batch.inputs, batch.targets, num_items, num_negatives)
     pos = expert.logits(h, batch.targets.unsqueeze(-1)).squeeze(-1)
-    return {"rec": bce_loss(pos, expert.logits(h, neg), batch.targets > 0)}
+    neg_logits = expert.logits(h, neg)
+    if tau:  # the same offset on the binary logits (Menon et al.'s adjusted loss for any margin loss)
+        pos = pos + tau * log_prior[batch.targets]
+        neg_logits = neg_logits + tau * log_prior[neg]
+    return {"rec": bce_loss(pos, neg_logits, batch.targets > 0)}
 
 
 @METHODS.register("sequential")
@@ -66,9 +95,12 @@ class SequentialRecommender(Method):
         items = IDEmbedding(context.num_items, config.hidden_size, init_std=config.init_std)
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)
         self.expert = Expert(items, backbone)
+        self.register_buffer("log_prior", popularity_prior(context, config.logit_adjustment), persistent=False)
 
     def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
-        return ranking_losses(self.expert, batch, self.config.loss, self.num_items, self.config.num_negatives)
+        cfg = self.config
+        return ranking_losses(self.expert, batch, cfg.loss, self.num_items, cfg.num_negatives, self.log_prior,
+                              cfg.logit_adjustment)
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         return {"id": self.expert.items.all().detach()}

@@ -91,11 +91,41 @@ class IDEmbedding(ItemRepresentation):
         return self.embedding.weight
 
 
+def normalize_text(text: torch.Tensor, how: Literal["none", "center", "standardize"]) -> torch.Tensor:
+    """Rescale a frozen (N+1)×D text matrix with statistics of its item rows 1..N.
+
+    ``none`` returns it unchanged; ``center`` subtracts the mean item row; ``standardize``
+    also divides every dimension by its standard deviation, mapping dimensions whose deviation
+    is below 1e-4 of the largest (constant over the catalogue) to 0. Row 0 stays zeros.
+    Returns a new (N+1)×D tensor.
+    """
+    if how == "none":
+        return text
+    if how not in ("center", "standardize"):
+        raise ValueError(f"unknown text input_norm {how!r}; expected none, center or standardize")
+    items = text[1:].double()
+    out = items - items.mean(0)
+    if how == "standardize":
+        std = items.std(0)
+        scale = torch.where(std > 1e-4 * std.max(), 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+        out = out * scale
+    return torch.cat([text.new_zeros(1, text.shape[1]), out.to(text.dtype)])
+
+
 class TextMLP(ItemRepresentation):
     """Frozen item text embeddings through a trainable MLP (PAD's f_MLP).
 
     ``Linear(D, d) -> act``, then ``num_hidden_layers × [Dropout, Linear(d, d), act]``; the
-    PAD release uses GELU and 4 hidden layers with dropout 0.1.
+    PAD release uses GELU and 4 hidden layers with dropout 0.1. ``final_activation=False``
+    leaves the last Linear without its activation, so item vectors can point anywhere (a
+    final GELU keeps every coordinate above -0.17, which gives all items a shared direction
+    that full-softmax training turns into a popularity score).
+
+    ``input_norm`` rescales the frozen text once, from statistics of rows 1..N: ``center``
+    subtracts the mean item vector (the common component every sentence embedding shares);
+    ``standardize`` also divides each dimension by its standard deviation, so unit-norm
+    embeddings (MiniLM: coordinates of about 0.05) reach the MLP at unit scale. Dimensions
+    that are constant over the catalogue (MiniLM has two) are set to 0 rather than amplified.
 
     The text matrix is a non-persistent buffer: it follows ``.to(device)`` but is left out
     of ``state_dict``, so checkpoints hold only the MLP (the text is a cached artefact that
@@ -111,6 +141,8 @@ class TextMLP(ItemRepresentation):
         zero_padding: return zeros for id 0 (default); False pushes the padding text row
             through the MLP like any item, as the release does.
         init: ``xavier_normal`` weights and zero biases (release) or PyTorch ``default``.
+        final_activation: apply ``act`` after the last Linear too (release: True).
+        input_norm: ``none`` (release), ``center`` or ``standardize``.
     """
 
     text: torch.Tensor
@@ -124,11 +156,13 @@ class TextMLP(ItemRepresentation):
         activation: Literal["gelu", "relu", "tanh", "identity"] = "gelu",
         zero_padding: bool = True,
         init: Literal["xavier_normal", "default"] = "xavier_normal",
+        final_activation: bool = True,
+        input_norm: Literal["none", "center", "standardize"] = "none",
     ) -> None:
         super().__init__()
         if text_embeddings.dim() != 2:
             raise ValueError(f"text_embeddings must be (N+1)×D, got shape {tuple(text_embeddings.shape)}")
-        self.register_buffer("text", text_embeddings.detach().float(), persistent=False)
+        self.register_buffer("text", normalize_text(text_embeddings.detach().float(), input_norm), persistent=False)
         self.num_items = text_embeddings.shape[0] - 1
         self.dim = dim
         self.zero_padding = zero_padding
@@ -136,6 +170,8 @@ class TextMLP(ItemRepresentation):
         layers: list[nn.Module] = [nn.Linear(text_embeddings.shape[1], dim), act()]
         for _ in range(num_hidden_layers):
             layers += [nn.Dropout(dropout), nn.Linear(dim, dim), act()]
+        if not final_activation:
+            layers.pop()
         self.mlp = nn.Sequential(*layers)
         _init_linear(self.mlp, init)
 

@@ -81,7 +81,7 @@ class PhaseResult:
     epochs_run: int
     seconds_per_epoch: float
     train_seconds: float
-    stopped: Literal["patience", "epochs", "time", "reused"]
+    stopped: Literal["patience", "epochs", "time", "reused", "nothing_to_train"]
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -176,8 +176,15 @@ class Trainer:
         self.phase_keys = {n for n, p in method.named_parameters() if id(p) in ids}
         if state is not None and state.get("finished"):
             load_weights(method, phase_dir / "best.safetensors", partial=True)
-            return PhaseResult(phase, state["best_epoch"], state["best_value"], state["epoch"] + 1,
+            return PhaseResult(phase, state["best_epoch"] + 1, state["best_value"], state["epoch"] + 1,
                                state["seconds_per_epoch"], state["train_seconds"], "reused", state["history"])
+
+        if not params:  # e.g. a fixed equal-weight gate over frozen experts: validate once, keep as is
+            value = self.validate(self.validation_set()).overall[cfg.monitor]
+            history = [{"epoch": 0, f"valid_{cfg.monitor}": value}]
+            save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
+            self._save_last(phase_dir, None, None, fp, -1, value, -1, 0, history, 0.0, finished=True)
+            return PhaseResult(phase, 0, value, 0, 0.0, 0.0, "nothing_to_train", history)
 
         # Negatives and dropout draw from the global generator: seed it here so a phase's
         # numbers do not depend on what ran before it in the process.
