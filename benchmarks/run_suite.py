@@ -30,6 +30,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
+# The LLM expert on its own: PAD with only that expert and a fixed gate (phase 3 trains nothing).
+LLM_ONLY = ["method_config.experts=[llm]", "method_config.gate=none"]
+
 # name -> (baseline run, [(run name, config file, [--set overrides], reuse phases from)])
 SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
     "id": ("sasrec", [
@@ -62,6 +65,26 @@ SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
         ("pad_no_gate", "pad.yaml", ["method_config.gate=none"], "pad"),
         ("pad_learned_gate", "pad.yaml", ["method_config.gate=learned"], "pad"),
         ("pad_network_gate", "pad.yaml", ["method_config.gate=network"], "pad"),
+    ]),
+    # padrec's design choices for PAD on Prime Pantry (docs/PAD.md): the LLM expert alone under
+    # several text adapters and logit adjustments, and phase 3 trained jointly (release) or
+    # gate-only at three learning rates. Share phase 1 (and the others where unchanged) with "pad".
+    "pad-design": ("pad", [
+        ("pad", "pad.yaml", [], None),
+        ("llm_release_mlp", "pad.yaml", LLM_ONLY + ["method_config.text_mlp_layers=4",
+                                                    "method_config.text_final_activation=true",
+                                                    "method_config.text_input_norm=none",
+                                                    "method_config.llm_logit_adjustment=0"], "pad"),
+        ("llm_linear_gelu", "pad.yaml", LLM_ONLY + ["method_config.text_final_activation=true",
+                                                    "method_config.text_input_norm=none",
+                                                    "method_config.llm_logit_adjustment=0"], "pad"),
+        ("llm_linear", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=0"], "pad"),
+        ("llm_linear_la05", "pad.yaml", LLM_ONLY, "pad"),
+        ("llm_linear_la1", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=1"], "pad"),
+        ("pad_joint_phase3", "pad.yaml", ["method_config.llm_pretrain=false", "method_config.frozen_in_phase3=[]"],
+         "pad"),
+        ("pad_gate_lr1e-2", "pad.yaml", ["phase_train.disentangle.lr=0.01"], "pad"),
+        ("pad_gate_lr1e-4", "pad.yaml", ["phase_train.disentangle.lr=0.0001"], "pad"),
     ]),
     # RQ7: other backbones.
     "pad-backbones": ("gru4rec", [
