@@ -42,7 +42,7 @@ _FILES = ("meta.json", "sequences.npz", "users.parquet", "items.parquet")
 
 def default_cache_dir() -> Path:
     """``$PADREC_CACHE`` if set, else ``~/.cache/padrec``."""
-    env = os.environ.get("PADREC_CACHE")
+    env = os.environ.get("PADREC_CACHE", "").strip()
     return Path(env).expanduser() if env else Path.home() / ".cache" / "padrec"
 
 

@@ -11,8 +11,9 @@ Encoders (registry :data:`ENCODERS`): ``sentence-transformers``, ``causal-lm``, 
 ``precomputed``. See docs/TEXT.md.
 """
 
+from padrec.data.cache import default_cache_dir
 from padrec.text import causal_lm, openai_compat, precomputed  # noqa: F401  (register encoders)
-from padrec.text.cache import CacheEntry, default_cache_dir, read_cache, text_hash, write_cache
+from padrec.text.cache import CacheEntry, read_cache, text_hash, write_cache
 from padrec.text.causal_lm import CausalLMConfig, CausalLMEncoder
 from padrec.text.check import Neighbours, nearest_neighbours, pick_items
 from padrec.text.embeddings import (

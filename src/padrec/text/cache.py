@@ -34,12 +34,6 @@ _META_KEY = "padrec_text_cache"
 _TENSOR = "embeddings"
 
 
-def default_cache_dir() -> Path:
-    """``$PADREC_CACHE`` if set, else ``~/.cache/padrec``."""
-    env = os.environ.get("PADREC_CACHE", "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "padrec"
-
-
 def text_hash(text: str) -> str:
     """Content hash of one text (sha256 of its UTF-8 bytes, 32 hex characters)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from padrec.config import ConfigError, from_dict, to_dict
+from padrec.data.cache import default_cache_dir
 from padrec.data.dataset import SequenceDataset
 from padrec.text.cache import (
     CacheEntry,
     cache_path,
-    default_cache_dir,
     read_cache,
     text_hash,
     write_cache,
