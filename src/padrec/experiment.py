@@ -169,7 +169,9 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         if phase.config_keys is not None:
             mcfg = {k: mcfg[k] for k in phase.config_keys}
         deps = list(phase_fps) if phase.after is None else phase.after
+        # Settings that cannot change the weights do not invalidate a finished phase.
         run_settings = to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None}
+        run_settings.pop("trim_memory_every")
         fp = fingerprint(data_fp, [phase_fps[d] for d in deps if d in phase_fps], phase.name, run_settings,
                          cfg.method, mcfg, to_dict(cfg.eval))
         method.begin_phase(phase.name)

@@ -28,6 +28,7 @@ from padrec.training.checkpoint import (
     save_weights,
     write_json,
 )
+from padrec.training.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class TrainConfig:
         num_threads: torch intra-op threads (0 = leave torch's default).
         max_minutes: stop a phase after this much wall time (0 = no limit).
         progress: show a progress bar with loss, rate and ETA.
+        trim_memory_every: on Linux/glibc, hand freed heap memory back to the OS every this
+            many batches and after each validation (0 = never); see
+            :mod:`padrec.training.memory`. It bounds the resident size, not the results.
     """
 
     epochs: int = 200
@@ -69,6 +73,7 @@ class TrainConfig:
     num_threads: int = 0
     max_minutes: float = 0.0
     progress: bool = True
+    trim_memory_every: int = 20
 
 
 @dataclass
@@ -151,7 +156,10 @@ class Trainer:
 
     def validate(self, eval_set: EvalSet) -> EvalResult:
         self.method.eval()
-        return evaluate(make_score_fn(self.method), eval_set, None, self.eval_config, device=self.device)
+        result = evaluate(make_score_fn(self.method), eval_set, None, self.eval_config, device=self.device)
+        if self.config.trim_memory_every:
+            release_freed_memory()
+        return result
 
     def fit(self, phase: str, phase_dir: str | Path, fp: str) -> PhaseResult:
         """Train ``phase`` with early stopping; on return the method holds the best weights.
@@ -232,6 +240,8 @@ class Trainer:
                 optimizer.step()
                 for k, v in parts.items():
                     totals[k] = totals.get(k, 0.0) + float(v.detach())
+                if cfg.trim_memory_every and (b + 1) % cfg.trim_memory_every == 0:
+                    release_freed_memory()
                 if b % 10 == 0:
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             bar.close()
