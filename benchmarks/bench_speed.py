@@ -4,8 +4,11 @@ Measures, per model: seconds per training epoch (median of --epochs timed epochs
 warm-up epoch), full-ranking evaluation of all test users over all items, peak memory, and
 (for a finished run directory given with --serve) the serving latency of one request.
 
+Run it alone on the machine (on shared cores, OMP_WAIT_POLICY=PASSIVE stops the threads of
+two jobs from fighting but slows a job alone by about 20%).
+
 Usage:
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --threads 2
+    python benchmarks/bench_speed.py --threads 2
     python benchmarks/bench_speed.py --serve runs/bench/pad/seed_1 --threads 1
 
 Writes benchmarks/results/speed.json (or --out).
@@ -21,9 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
