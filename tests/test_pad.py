@@ -98,6 +98,8 @@ def test_release_gate_initialisation(setup):
     _, ctx, _ = setup
     m = pad(ctx)
     assert isinstance(m.gate, BucketScalarGate)
+    report = m.report()
+    assert report["experts"] == ["id", "align", "llm"] and len(report["gate_per_bucket"]) == 4
     s = torch.sigmoid(torch.tensor([1.0, -4.0, 0.0]))
     table = m.gate_table()
     assert torch.allclose(table[0], s / s.sum(), atol=1e-6)

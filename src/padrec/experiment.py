@@ -211,6 +211,7 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         "phases": [dataclasses.asdict(p) for p in phase_results],
         "test": test.to_dict(),
         "valid": valid.to_dict(),
+        "method_report": method.report(),
         "test_eval_seconds": test_seconds,
         "total_seconds": time.perf_counter() - t_start,
         "peak_rss_mb": peak_rss_mb(),

@@ -112,6 +112,11 @@ class Method(nn.Module):
         """Named scalar losses for one batch; the trainer minimises their sum."""
         raise NotImplementedError
 
+    def report(self) -> dict[str, Any]:
+        """JSON-friendly facts about the trained model worth keeping with its results (e.g. PAD's
+        expert weights per frequency bucket); written to ``results.json`` as ``method_report``."""
+        return {}
+
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         """Named (N+1)×d item-vector tables for analyses (e.g. ``{"id": ..., "text": ...}``)."""
         return {}

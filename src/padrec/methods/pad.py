@@ -342,6 +342,11 @@ class PAD(Method):
                "llm": self.llm_expert.items.all().detach(), "text": self.context.text_embeddings}
         return out
 
+    def report(self) -> dict[str, Any]:
+        """The mean expert weights per frequency bucket (rows = buckets 1..B, warmest first)."""
+        return {"experts": list(self.config.experts),
+                "gate_per_bucket": [[round(float(w), 4) for w in row] for row in self.gate_table()]}
+
     def gate_table(self) -> torch.Tensor:
         """(B, E) expert weights per frequency bucket (bucket-based gates) for reporting."""
         stats = self.context.item_stats
