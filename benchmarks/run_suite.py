@@ -149,8 +149,9 @@ def main() -> None:
             "config": cfg_file, "overrides": sets + args.extra, "wall_seconds": wall,
             "per_seed": [r["test"]["overall"] for r in results],
             "by_group": [r["test"]["by_group"] for r in results],
-            "phases": [[{k: p[k] for k in ("phase", "best_epoch", "epochs_run", "seconds_per_epoch",
+            "phases": [[{k: p[k] for k in ("phase", "best_epoch", "best_value", "epochs_run", "seconds_per_epoch",
                                           "train_seconds", "stopped")} for p in r["phases"]] for r in results],
+            "method_report": [r.get("method_report", {}) for r in results],
             "total_seconds": [r["total_seconds"] for r in results],
             "peak_rss_mb": [r["peak_rss_mb"] for r in results],
         }

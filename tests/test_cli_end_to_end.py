@@ -75,6 +75,10 @@ def test_train_evaluate_compare_recommend(user_data):
     assert "p" in out
     out = invoke("evaluate", d / "runs/pad/seed_1", "--history", "none", "-o", d / "eval.json")
     assert json.loads((d / "eval.json").read_text())["overall"]
+    # A reloaded run scores as it did at the end of training (all of PAD's experts, gated).
+    invoke("evaluate", d / "runs/pad/seed_1", "-o", d / "eval_same.json")
+    again = json.loads((d / "eval_same.json").read_text())["overall"]
+    assert again == pytest.approx(res["test"]["overall"], abs=1e-9)
     out = invoke("recommend", d / "runs/pad/seed_1", "-H", "i1|item 2 title|#3", "-k", "5", "--repeat", "3")
     assert "latency" in out and "top-5" in out
 

@@ -199,7 +199,8 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     test_seconds = time.perf_counter() - t_eval
     valid = evaluate(score, prepared.split.valid, prepared.stats, cfg.eval, device=device)
     model_meta = {"method": cfg.method, "method_config": cfg.method_config, "num_items": prepared.dataset.num_items,
-                  "max_len": prepared.split.config.max_len, "experiment": to_dict(cfg), "text": prepared.text_meta}
+                  "max_len": prepared.split.config.max_len, "experiment": to_dict(cfg), "text": prepared.text_meta,
+                  "phase": method.phase}
     save_weights(method, run_dir / "model.safetensors", model_meta)
     from padrec.serving import export_serving
 
@@ -245,9 +246,20 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Method, Experime
     cfg = load_experiment_config(meta["experiment"])
     prepared = prepare(cfg)
     method = build_method(cfg, prepared).to(resolve_device(device))
+    # Score as the run ended: in the phase it finished (the last one, unless --phase stopped early).
+    method.begin_phase(final_phase(method, meta))
     load_weights(method, run_dir / "model.safetensors")
     method.eval()
     return method, cfg, prepared
+
+
+def final_phase(method: Method, meta: dict[str, Any]) -> str:
+    """The phase a saved run ended in (``meta["phase"]``; older runs: the method's last phase)."""
+    names = [p.name for p in method.phases()]
+    phase = meta.get("phase") or names[-1]
+    if phase not in names:
+        raise ValueError(f"saved run ended in phase {phase!r}, which method '{meta.get('method')}' does not have")
+    return phase
 
 
 def evaluate_run(method: Method, prepared: Prepared, cfg: EvalConfig, which: str = "test",

@@ -69,7 +69,7 @@ class Recommender:
             torch.set_num_threads(num_threads)
         meta = read_json(path.with_suffix(".json"))
         from padrec.data.stats import ItemStats
-        from padrec.experiment import load_experiment_config
+        from padrec.experiment import final_phase, load_experiment_config
 
         cfg = load_experiment_config(meta["experiment"])
         n = int(meta["num_items"])
@@ -78,8 +78,7 @@ class Recommender:
                              for k, v in meta["item_stats"].items()}) if meta.get("item_stats") else None
         ctx = MethodContext(num_items=n, max_len=int(meta["max_len"]), item_stats=stats, text_embeddings=text)
         method = METHODS.build(cfg.method, cfg.method_config, context=ctx)
-        phases = method.phases()
-        method.begin_phase(phases[-1].name)
+        method.begin_phase(final_phase(method, meta))
         method.eval()
         freeze_item_tables(method)
         if hasattr(method, "prepare_serving"):
