@@ -125,14 +125,18 @@ def test_disentangle_scores_are_the_gated_sum(setup, gate):
     assert set(m.losses(batch)) == {"rec"}
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_three_phases_train_and_serving_export_matches(setup, tmp_path, loss):
+RELEASE_PHASE3 = {"llm_pretrain": False, "frozen_in_phase3": [], "text_mlp_layers": 4,
+                  "text_final_activation": True, "text_input_norm": "none"}
+
+
+@pytest.mark.parametrize("loss,extra", [("ce", {}), ("bce", {}), ("ce", RELEASE_PHASE3), ("bce", RELEASE_PHASE3)])
+def test_all_phases_train_and_serving_export_matches(setup, tmp_path, loss, extra):
     from padrec.models.experts import freeze_item_tables
     from padrec.serving.recommender import export_serving
     from padrec.training.checkpoint import load_weights
 
     split, ctx, _ = setup
-    m = pad(ctx, loss=loss)
+    m = pad(ctx, loss=loss, **extra)
     for phase in m.phases():
         m.begin_phase(phase.name)
         cfg = TrainConfig(epochs=2, batch_size=32, lr=5e-3, progress=False)
@@ -143,7 +147,7 @@ def test_three_phases_train_and_serving_export_matches(setup, tmp_path, loss):
     with torch.no_grad():
         want = m.score_all(h)
     export_serving(m, tmp_path, {"num_items": ctx.num_items})
-    clone = pad(ctx, loss=loss)
+    clone = pad(ctx, loss=loss, **extra)
     clone.begin_phase("disentangle")
     clone.eval()
     freeze_item_tables(clone)
