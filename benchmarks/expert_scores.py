@@ -10,7 +10,7 @@ Usage:
         --out benchmarks/results/expert_scores_alignment.json
 
 Each argument is a run directory holding seed_* subdirectories (or a single run). Prints
-NDCG@10 overall and warm / median / cold per expert, mean over seeds.
+NDCG@10 overall (mean ± sample std over seeds) and warm / median / cold per expert (mean).
 """
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ def main() -> None:
         seeds = sorted(run.glob("seed_*")) or [run]
         per_seed = [expert_metrics(s) for s in seeds]
         agg = {e: {m: float(np.mean([ps[e][m] for ps in per_seed])) for m in per_seed[0][e]} for e in per_seed[0]}
-        table[run.name] = {"seeds": [s.name for s in seeds], "mean": agg, "per_seed": per_seed}
+        std = {e: {m: float(np.std([ps[e][m] for ps in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+                   for m in per_seed[0][e]} for e in per_seed[0]}
+        table[run.name] = {"seeds": [s.name for s in seeds], "mean": agg, "std": std, "per_seed": per_seed}
         for e, row in agg.items():
-            print(f"{run.name:26s} {e:6s} NDCG@10 {row['NDCG@10']:.4f}  warm {row['warm/NDCG@10']:.4f}  "
-                  f"median {row['median/NDCG@10']:.4f}  cold {row['cold/NDCG@10']:.4f}", flush=True)
+            print(f"{run.name:26s} {e:6s} NDCG@10 {row['NDCG@10']:.4f} ± {std[e]['NDCG@10']:.4f}  "
+                  f"warm {row['warm/NDCG@10']:.4f}  median {row['median/NDCG@10']:.4f}  "
+                  f"cold {row['cold/NDCG@10']:.4f}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=1))
         print(f"written {args.out}")
