@@ -30,7 +30,7 @@ def expert_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     eval_cfg = EvalConfig(ks=[10], history_handling=cfg.eval.history_handling)
     scorers = {"fused": method.score_all}
     for name in method.config.experts:
-        ex = method._expert(name)
+        ex = method.expert(name)
         scorers[name] = lambda h, ex=ex: ex.all_logits(ex.sequence_vector(h))
     out = {}
     for name, fn in scorers.items():

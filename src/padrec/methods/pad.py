@@ -220,7 +220,7 @@ class PAD(Method):
         elif self.phase == "pretrain_llm":
             mods = [self.llm_expert]
         else:
-            mods = [self._expert(e) for e in self.config.experts if e not in self.config.frozen_in_phase3]
+            mods = [self.expert(e) for e in self.config.experts if e not in self.config.frozen_in_phase3]
             mods.append(self.gate)
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
@@ -229,10 +229,11 @@ class PAD(Method):
         super().train(mode)
         if self.phase == "disentangle":
             for e in self.config.frozen_in_phase3:
-                self._expert(e).eval()
+                self.expert(e).eval()
         return self
 
-    def _expert(self, name: str) -> Expert:
+    def expert(self, name: str) -> Expert:
+        """The expert called ``name`` (``id``, ``align`` or ``llm``), e.g. to score it alone."""
         return {"id": self.id_expert, "align": self.align_expert, "llm": self.llm_expert}[name]
 
     # --- losses -----------------------------------------------------------------------
@@ -284,7 +285,7 @@ class PAD(Method):
 
     def _disentangle_losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        experts = [self._expert(e) for e in cfg.experts]
+        experts = [self.expert(e) for e in cfg.experts]
         frozen = [e in cfg.frozen_in_phase3 for e in cfg.experts]
         mask = batch.targets > 0
         hs = [_run(ex.encode, fixed, batch.inputs) for ex, fixed in zip(experts, frozen)]  # E × (B, L, d)
@@ -318,7 +319,7 @@ class PAD(Method):
             return self.align_expert.all_logits(self.align_expert.sequence_vector(histories))
         if self.phase == "pretrain_llm":
             return self.llm_expert.all_logits(self.llm_expert.sequence_vector(histories))
-        experts = [self._expert(e) for e in self.config.experts]
+        experts = [self.expert(e) for e in self.config.experts]
         tables = [ex.items.all() for ex in experts]
         w = getattr(self, "serving_gate", None)
         if w is None:
@@ -330,7 +331,7 @@ class PAD(Method):
     def prepare_serving(self) -> None:
         """Precompute the per-item gate weights (they do not depend on the user)."""
         with torch.no_grad():
-            experts = [self._expert(e) for e in self.config.experts]
+            experts = [self.expert(e) for e in self.config.experts]
             ids = torch.arange(self.num_items + 1, device=next(self.parameters()).device)
             w = self.gate.weights(ids, [ex.items.all() for ex in experts])
         self.register_buffer("serving_gate", w.detach().clone())
@@ -354,7 +355,7 @@ class PAD(Method):
         with torch.no_grad():
             device = next(self.parameters()).device
             ids = torch.arange(self.num_items + 1, device=device)
-            tables = [self._expert(e).items.all() for e in self.config.experts]
+            tables = [self.expert(e).items.all() for e in self.config.experts]
             w = self.gate.weights(ids, tables).cpu()
             bucket = torch.as_tensor(stats.bucket)
             for b in range(1, stats.num_buckets + 1):
