@@ -91,8 +91,8 @@ SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
     "pad-backbones": ("gru4rec", [
         ("gru4rec", "gru4rec.yaml", [], None),
         ("pad_gru4rec", "pad.yaml", ["method_config.backbone=gru4rec", "method_config.backbone_config={dropout: 0.3}"], None),
-        ("caser", "sasrec.yaml", ["method_config.backbone=caser", "method_config.backbone_config={dropout: 0.3}"], None),
-        ("pad_caser", "pad.yaml", ["method_config.backbone=caser", "method_config.backbone_config={dropout: 0.3}"], None),
+        ("caser", "caser.yaml", [], None),
+        ("pad_caser", "pad_caser.yaml", [], None),
     ]),
 }
 

@@ -197,6 +197,29 @@ def test_concat_fusion_pair_then_fuse_shares_dropout_draws() -> None:
     assert fusion.second.mlp[0].weight.grad is not None
 
 
+def test_concat_fusion_passthrough_init_starts_as_the_first_side() -> None:
+    torch.manual_seed(0)
+    idr = IDEmbedding(N, D)
+    txt = TextMLP(text_table(), D)
+    i = torch.tensor([[3, 0, 7], [1, 2, 5]])
+    exact = ConcatFusion(idr, txt, D, activation="identity", init="passthrough").eval()
+    torch.testing.assert_close(exact(i), idr(i))
+    torch.testing.assert_close(exact.all(), idr.all())
+    gelu = ConcatFusion(idr, txt, D, init="passthrough").eval()
+    torch.testing.assert_close(gelu(i), torch.nn.functional.gelu(idr(i)))
+    # the text side starts at weight 0 but still gets a gradient
+    gelu.train()
+    gelu(i).pow(2).sum().backward()
+    assert gelu.linear.weight.grad[:, D:].abs().sum() > 0
+
+
+def test_concat_fusion_rejects_bad_init() -> None:
+    with pytest.raises(ValueError, match="first.dim == dim"):
+        ConcatFusion(IDEmbedding(N, D), TextMLP(text_table(), D), D + 1, init="passthrough")
+    with pytest.raises(ValueError, match="init must be"):
+        ConcatFusion(IDEmbedding(N, D), TextMLP(text_table(), D), D, init="orthogonal")  # type: ignore[arg-type]
+
+
 def test_concat_fusion_rejects_mismatched_catalogues() -> None:
     with pytest.raises(ValueError):
         ConcatFusion(IDEmbedding(N, D), IDEmbedding(N + 1, D), D)

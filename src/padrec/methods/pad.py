@@ -57,7 +57,7 @@ GATE_ONLY_LR = 1e-3
 # Keys of PADConfig each phase depends on (a finished phase is reused when these are unchanged).
 PRETRAIN_KEYS = ["backbone", "backbone_config", "hidden_size", "loss", "num_negatives", "init_std"]
 ALIGN_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",
-                              "fusion_dropout", "alignment", "gamma", "anchoring", "include_padding", "mmd_slots",
+                              "fusion_dropout", "fusion_init", "fusion_activation", "alignment", "gamma", "anchoring", "include_padding", "mmd_slots",
                               "mmd_max_slots", "alignment_kwargs"]
 PRETRAIN_LLM_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",
                                      "llm_logit_adjustment"]
@@ -83,6 +83,10 @@ class PADConfig:
             ``center`` or ``standardize`` (per-dimension; unit-norm sentence embeddings reach
             the MLP at unit scale).
         fusion_dropout: dropout before the alignment expert's concat fusion.
+        fusion_init: initialisation of the fusion Linear: ``xavier_normal`` (release) or
+            ``passthrough`` (starts as the phase-1 ID vector, text weights 0; see
+            ``ConcatFusion``).
+        fusion_activation: activation after the fusion Linear (release ``gelu``).
         alignment: ``mmd_gaussian`` (default, MK-MMD), ``mmd_laplacian``, ``mmd_linear``,
             ``mmd_cosine``, ``infonce`` or ``none`` (no alignment loss, SMEM-like).
         gamma: weight of the alignment loss (paper 0.2).
@@ -125,6 +129,8 @@ class PADConfig:
     text_final_activation: bool = False
     text_input_norm: Literal["none", "center", "standardize"] = "standardize"
     fusion_dropout: float = 0.1
+    fusion_init: Literal["xavier_normal", "passthrough"] = "xavier_normal"
+    fusion_activation: Literal["gelu", "relu", "tanh", "identity"] = "gelu"
     alignment: str = "mmd_gaussian"
     gamma: float = 0.2
     anchoring: Literal["anchored", "non_anchored", "anchored_frozen_id"] = "anchored"
@@ -182,7 +188,8 @@ class PAD(Method):
         self.id_expert = Expert(IDEmbedding(context.num_items, d, init_std=config.init_std), backbone())
         self.align_expert = Expert(
             ConcatFusion(IDEmbedding(context.num_items, d, init_std=config.init_std), text_mlp(), d,
-                         dropout=config.fusion_dropout),
+                         dropout=config.fusion_dropout, activation=config.fusion_activation,
+                         init=config.fusion_init),
             backbone(),
         )
         self.llm_expert = Expert(text_mlp(), backbone())

@@ -204,7 +204,11 @@ class ConcatFusion(ItemRepresentation):
         dropout: dropout on the concatenation.
         activation: ``gelu`` (release), ``relu``, ``tanh`` or ``identity``.
         zero_padding: zeros for id 0 (default); False = the release's behaviour.
-        init: ``xavier_normal`` (release) or ``default``.
+        init: ``xavier_normal`` (release), ``default`` (PyTorch's), or ``passthrough``: the
+            Linear starts as ``[I ; 0]`` (weight 1 from each coordinate of ``first`` to the
+            same output coordinate, 0 from ``second``, zero bias), so the fused vector starts
+            as ``act(first(ids))`` and a backbone copied from ``first``'s model sees the
+            vectors it was trained on (needs ``first.dim == dim``).
     """
 
     def __init__(
@@ -215,7 +219,7 @@ class ConcatFusion(ItemRepresentation):
         dropout: float = 0.1,
         activation: Literal["gelu", "relu", "tanh", "identity"] = "gelu",
         zero_padding: bool = True,
-        init: Literal["xavier_normal", "default"] = "xavier_normal",
+        init: Literal["xavier_normal", "default", "passthrough"] = "xavier_normal",
     ) -> None:
         super().__init__()
         if first.num_items != second.num_items:
@@ -228,7 +232,17 @@ class ConcatFusion(ItemRepresentation):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(first.dim + second.dim, dim)
         self.activation = _ACTIVATIONS[activation]()
-        _init_linear(self.linear, init)
+        if init == "passthrough":
+            if first.dim != dim:
+                raise ValueError(f"passthrough init needs first.dim == dim, got {first.dim} and {dim}")
+            with torch.no_grad():
+                self.linear.weight.zero_()
+                self.linear.weight[:, : first.dim].copy_(torch.eye(dim))
+                self.linear.bias.zero_()
+        elif init in ("xavier_normal", "default"):
+            _init_linear(self.linear, init)
+        else:
+            raise ValueError(f"init must be xavier_normal, default or passthrough, got {init!r}")
 
     def pair(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids: S -> (first(ids): S×d1, second(ids): S×d2)."""
