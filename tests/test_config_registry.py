@@ -1,6 +1,7 @@
 """Typed configs refuse unknown keys and bad values; registries check what they register."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -96,3 +97,19 @@ def test_registry_checks_registration_and_builds():
 
     with pytest.raises(ValueError, match="already registered"):
         reg.register("w")(W2)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    """Each file in configs/ passes the same checks as ``padrec train -c`` (the experiment
+    config, the method config and the backbone config with its registered class)."""
+    from padrec.commands.train import build_config_dict
+    from padrec.experiment import load_experiment_config
+    from padrec.models.backbones import BACKBONES
+
+    cfg = load_experiment_config(build_config_dict(path, {}, []))
+    mc = cfg.method_config
+    backbone = BACKBONES.get(mc.get("backbone", "sasrec"))
+    from_dict(backbone.config_class, {"hidden_size": 8, "max_len": 4, **mc.get("backbone_config", {})},
+              where=f"{path.name}: method_config.backbone_config")

@@ -53,6 +53,23 @@ def test_align_phase_starts_from_the_pretrained_id_expert(setup):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "caser"])
+def test_passthrough_fusion_starts_as_the_id_expert(setup, backbone):
+    """With ``fusion_init: passthrough`` (and no activation) the alignment expert's first
+    scores equal the phase-1 ID expert's, whatever the backbone."""
+    _, ctx, batch = setup
+    m = pad(ctx, backbone=backbone, fusion_init="passthrough", fusion_activation="identity")
+    with torch.no_grad():
+        m.id_expert.items.embedding.weight.mul_(10.0)
+    m.begin_phase("align")
+    m.eval()
+    with torch.no_grad():
+        h_id, h_al = m.id_expert.encode(batch.inputs), m.align_expert.encode(batch.inputs)
+        torch.testing.assert_close(h_al, h_id)
+        torch.testing.assert_close(m.align_expert.items.all(), m.id_expert.items.all())
+    assert pad(ctx).align_expert.items.linear.weight[:, 16:].abs().sum() > 0  # release init: random
+
+
 def test_each_phase_trains_its_own_parameters(setup):
     _, ctx, batch = setup
     m = pad(ctx, frozen_in_phase3=[])
