@@ -70,6 +70,18 @@ def test_passthrough_fusion_starts_as_the_id_expert(setup, backbone):
     assert pad(ctx).align_expert.items.linear.weight[:, 16:].abs().sum() > 0  # release init: random
 
 
+def test_fusion_init_auto_follows_the_backbone(setup):
+    """``auto`` keeps the release's random fusion on backbones with a bounded output and
+    starts from the ID vectors on Caser; the resolved value is what the config records."""
+    _, ctx, _ = setup
+    for backbone, expected in (("sasrec", "xavier_normal"), ("gru4rec", "xavier_normal"), ("caser", "passthrough")):
+        m = pad(ctx, backbone=backbone)
+        assert m.config.fusion_init == expected
+        text_weights = m.align_expert.items.linear.weight[:, 16:]
+        assert (text_weights.abs().sum() == 0) == (expected == "passthrough")
+    assert pad(ctx, backbone="caser", fusion_init="xavier_normal").config.fusion_init == "xavier_normal"
+
+
 def test_each_phase_trains_its_own_parameters(setup):
     _, ctx, batch = setup
     m = pad(ctx, frozen_in_phase3=[])

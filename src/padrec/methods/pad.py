@@ -30,6 +30,7 @@ from padrec.losses.alignment import alignment_loss
 from padrec.losses.ranking import adjusted_cross_entropy, bce_loss, sample_negatives
 from padrec.methods.base import METHODS, Method, MethodContext, Phase, TrainBatch
 from padrec.methods.sequential import build_backbone, check_logit_adjustment, popularity_prior, ranking_losses
+from padrec.models.backbones import BACKBONES
 from padrec.models.experts import Expert
 from padrec.models.gating import build_gate
 from padrec.models.items import ConcatFusion, IDEmbedding, TextMLP
@@ -83,9 +84,11 @@ class PADConfig:
             ``center`` or ``standardize`` (per-dimension; unit-norm sentence embeddings reach
             the MLP at unit scale).
         fusion_dropout: dropout before the alignment expert's concat fusion.
-        fusion_init: initialisation of the fusion Linear: ``xavier_normal`` (release) or
+        fusion_init: initialisation of the fusion Linear: ``xavier_normal`` (release),
             ``passthrough`` (starts as the phase-1 ID vector, text weights 0; see
-            ``ConcatFusion``).
+            ``ConcatFusion``), or ``auto``: the release's on a backbone with
+            ``bounded_output`` (SASRec, GRU4Rec), ``passthrough`` otherwise (Caser, where
+            the align phase does not train from a random fusion; BENCHMARKS.md §4.7).
         fusion_activation: activation after the fusion Linear (release ``gelu``).
         alignment: ``mmd_gaussian`` (default, MK-MMD), ``mmd_laplacian``, ``mmd_linear``,
             ``mmd_cosine``, ``infonce`` or ``none`` (no alignment loss, SMEM-like).
@@ -129,7 +132,7 @@ class PADConfig:
     text_final_activation: bool = False
     text_input_norm: Literal["none", "center", "standardize"] = "standardize"
     fusion_dropout: float = 0.1
-    fusion_init: Literal["xavier_normal", "passthrough"] = "xavier_normal"
+    fusion_init: Literal["auto", "xavier_normal", "passthrough"] = "auto"
     fusion_activation: Literal["gelu", "relu", "tanh", "identity"] = "gelu"
     alignment: str = "mmd_gaussian"
     gamma: float = 0.2
@@ -159,6 +162,9 @@ class PADConfig:
                              "frozen there (remove 'llm' from frozen_in_phase3)")
         check_logit_adjustment(self.logit_adjustment)
         check_logit_adjustment(self.llm_logit_adjustment)
+        if self.fusion_init == "auto":
+            # resolved here, so run directories record (and phase fingerprints see) what ran
+            self.fusion_init = "xavier_normal" if BACKBONES.get(self.backbone).bounded_output else "passthrough"
 
 
 @METHODS.register("pad")

@@ -32,9 +32,14 @@ class Backbone(nn.Module):
     ``pad_mask`` (B×L, True at padding) and returns B×L×d sequence vectors; position t may
     only depend on positions <= t (causal), so every position can be trained as a
     next-item prediction. The last position (index -1) summarises the whole history.
+
+    ``bounded_output`` says whether the output's scale is bounded whatever the scale of the
+    input vectors (a final LayerNorm, a tanh-bounded state). A method that hands a trained
+    backbone new item vectors can read it to choose how to initialise them.
     """
 
     config_class: type = BackboneConfig
+    bounded_output: bool = True
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()

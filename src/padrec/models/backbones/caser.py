@@ -72,6 +72,7 @@ class Caser(Backbone):
     """
 
     config_class = CaserConfig
+    bounded_output = False  # convolutions, max-pooling, Linear and ReLU scale with the input
 
     def __init__(self, config: CaserConfig) -> None:
         super().__init__(config)
