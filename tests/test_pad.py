@@ -226,3 +226,21 @@ def test_phase3_logit_adjustment_changes_the_loss_not_the_scores(setup):
         assert not torch.allclose(plain.losses(batch)["rec"], adjusted.losses(batch)["rec"])
     with pytest.raises(Exception, match=">= 0"):
         pad(ctx, logit_adjustment=-0.5)
+
+
+def test_options_added_later_do_not_invalidate_finished_phases(setup):
+    """At their old-behaviour values the fusion options stay out of the align and disentangle
+    fingerprints (finished runs from before they existed are reused); other values enter."""
+    from padrec.config import to_dict
+    from padrec.experiment import phase_method_config
+
+    _, ctx, _ = setup
+    phases = {p.name: p for p in pad(ctx).phases()}
+    release = phase_method_config(to_dict(pad(ctx).config), phases["align"])
+    assert "fusion_init" not in release and "fusion_activation" not in release and "alignment" in release
+    assert "fusion_init" not in phase_method_config(to_dict(pad(ctx).config), phases["disentangle"])
+    changed = phase_method_config(to_dict(pad(ctx, fusion_init="passthrough").config), phases["align"])
+    assert changed["fusion_init"] == "passthrough"
+    assert {k: v for k, v in changed.items() if k != "fusion_init"} == release
+    # phases without added keys see exactly their config keys
+    assert set(phase_method_config(to_dict(pad(ctx).config), phases["pretrain"])) == set(phases["pretrain"].config_keys)

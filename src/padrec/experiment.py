@@ -25,7 +25,7 @@ from padrec.data import SplitConfig, compute_item_stats, make_split
 from padrec.data.loading import DataConfig, load_dataset
 from padrec.data.stats import ItemStats
 from padrec.evaluation import EvalConfig, EvalResult, evaluate
-from padrec.methods import METHODS, Method, MethodContext
+from padrec.methods import METHODS, Method, MethodContext, Phase
 from padrec.training.checkpoint import read_json, save_weights, write_json
 from padrec.training.trainer import (
     PhaseResult,
@@ -136,6 +136,14 @@ def build_method(cfg: ExperimentConfig, prepared: Prepared) -> Method:
     return METHODS.build(cfg.method, cfg.method_config, context=ctx)
 
 
+def phase_method_config(method_config: dict[str, Any], phase: Phase) -> dict[str, Any]:
+    """The method-config fields that enter ``phase``'s fingerprint: ``phase.config_keys``
+    (all when None), less any of ``phase.added_keys`` at its old-behaviour value."""
+    keys = method_config if phase.config_keys is None else phase.config_keys
+    return {k: method_config[k] for k in keys
+            if k not in phase.added_keys or method_config[k] != phase.added_keys[k]}
+
+
 def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> dict[str, Any]:
     """Train every phase of the method, evaluate the best-validation model, write the run dir.
 
@@ -165,9 +173,7 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     last_wanted = max((known.index(n) for n in wanted), default=len(known) - 1)
     for phase in method.phases()[: last_wanted + 1]:  # phases after the last one asked for are not run
         tcfg = phase_config(phase_config(cfg.train, phase.overrides), cfg.phase_train.get(phase.name, {}))
-        mcfg = to_dict(method.config)
-        if phase.config_keys is not None:
-            mcfg = {k: mcfg[k] for k in phase.config_keys}
+        mcfg = phase_method_config(to_dict(method.config), phase)
         deps = list(phase_fps) if phase.after is None else phase.after
         # Settings that cannot change the weights do not invalidate a finished phase.
         run_settings = to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None}

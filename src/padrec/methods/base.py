@@ -69,12 +69,17 @@ class Phase:
         after: the earlier phases whose weights this phase starts from or uses (None = every
             earlier phase). A phase that does not depend on another is not retrained when
             only that other phase's settings change.
+        added_keys: config fields added to the method after runs of this phase existed,
+            each with the value that does what the phase did before the field existed. A
+            field at that value is left out of the fingerprint, so adding an option does not
+            invalidate finished phases that it would not have changed.
     """
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     config_keys: list[str] | None = None
     after: list[str] | None = None
+    added_keys: dict[str, Any] = field(default_factory=dict)
 
 
 class Method(nn.Module):
