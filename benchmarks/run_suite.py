@@ -105,12 +105,14 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated run names to run (default all)")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="results JSON (default benchmarks/results/suite_<suite>.json)")
     args = ap.parse_args()
 
     import torch
 
     from padrec.commands.train import build_config_dict, run_training
     from padrec.evaluation import paired_ttest
+    from padrec.training.checkpoint import write_json
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -118,7 +120,7 @@ def main() -> None:
     only = set(filter(None, args.only.split(",")))
     runs_dir = Path(args.runs_dir)
     out: dict = {"suite": args.suite, "seeds": seeds, "baseline": baseline, "runs": {}}
-    out_path = ROOT / "benchmarks" / "results" / f"suite_{args.suite}.json"
+    out_path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"suite_{args.suite}.json"
     if out_path.exists():
         out["runs"] = json.loads(out_path.read_text()).get("runs", {})
     out["runs"] = {k: v for k, v in out["runs"].items() if len(v["per_seed"]) == len(seeds)}
@@ -155,8 +157,7 @@ def main() -> None:
             "total_seconds": [r["total_seconds"] for r in results],
             "peak_rss_mb": [r["peak_rss_mb"] for r in results],
         }
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(out, indent=1, default=str))
+        write_json(out_path, out)
 
     base = out["runs"].get(baseline)
     print(f"\nsuite {args.suite}: test metrics, mean ± std over seeds {seeds}")
@@ -176,7 +177,7 @@ def main() -> None:
             r["vs_baseline"] = {"lift": t.lift, "p": t.p, "t": t.t}
             line += f"  {t.lift:+.1%}  {t.p:.3g}"
         print(line)
-    out_path.write_text(json.dumps(out, indent=1, default=str))
+    write_json(out_path, out)
     print(f"written {out_path}", file=sys.stderr)
 
 
