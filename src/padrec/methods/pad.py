@@ -58,8 +58,8 @@ GATE_ONLY_LR = 1e-3
 # Keys of PADConfig each phase depends on (a finished phase is reused when these are unchanged).
 PRETRAIN_KEYS = ["backbone", "backbone_config", "hidden_size", "loss", "num_negatives", "init_std"]
 ALIGN_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",
-                              "fusion_dropout", "fusion_init", "fusion_activation", "alignment", "gamma", "anchoring", "include_padding", "mmd_slots",
-                              "mmd_max_slots", "alignment_kwargs"]
+                              "fusion_dropout", "fusion_init", "fusion_activation", "alignment", "gamma",
+                              "anchoring", "include_padding", "mmd_slots", "mmd_max_slots", "alignment_kwargs"]
 # Added after the 3-seed benchmark runs: at these values the align phase does what it did before.
 ALIGN_ADDED_KEYS = {"fusion_init": "xavier_normal", "fusion_activation": "gelu"}
 PRETRAIN_LLM_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",

@@ -235,10 +235,8 @@ class ConcatFusion(ItemRepresentation):
         if init == "passthrough":
             if first.dim != dim:
                 raise ValueError(f"passthrough init needs first.dim == dim, got {first.dim} and {dim}")
-            with torch.no_grad():
-                self.linear.weight.zero_()
-                self.linear.weight[:, : first.dim].copy_(torch.eye(dim))
-                self.linear.bias.zero_()
+            nn.init.eye_(self.linear.weight)  # ones on the diagonal of the first d×d block
+            nn.init.zeros_(self.linear.bias)
         elif init in ("xavier_normal", "default"):
             _init_linear(self.linear, init)
         else:
