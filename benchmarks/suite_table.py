@@ -44,10 +44,16 @@ def main() -> None:
         if base is not None and name != base_name and len(base["per_seed"]) == len(nd) > 1:
             t = paired_ttest(nd, [m["NDCG@10"] for m in base["per_seed"]])
             lift, p = f"{t.lift:+.1%}", f"{t.p:.2g}"
-        align = [ph["best_value"] for seed in r.get("phases", []) for ph in seed
-                 if ph["phase"] == "align" and "best_value" in ph]
-        print(f"| {name} | {mean_std([m['HR@10'] for m in r['per_seed']])} | {mean_std(nd)} | "
-              f"{' | '.join(groups)} | {lift} | {p} | {mean_std(align) if align else ''} |")
+        align = [
+            ph["best_value"]
+            for seed in r.get("phases", [])
+            for ph in seed
+            if ph["phase"] == "align" and "best_value" in ph
+        ]
+        print(
+            f"| {name} | {mean_std([m['HR@10'] for m in r['per_seed']])} | {mean_std(nd)} | "
+            f"{' | '.join(groups)} | {lift} | {p} | {mean_std(align) if align else ''} |"
+        )
 
 
 if __name__ == "__main__":

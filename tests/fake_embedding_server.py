@@ -73,8 +73,9 @@ class FakeEmbeddingServer:
                 except json.JSONDecodeError:
                     payload = None
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                            "payload": payload})
+                    server.requests.append(
+                        {"path": self.path, "headers": dict(self.headers.items()), "payload": payload}
+                    )
                 if self.path.rstrip("/") != "/v1/embeddings":
                     self._send(404, b'{"error": "not found"}')
                     return
@@ -94,8 +95,9 @@ class FakeEmbeddingServer:
                     return
                 inputs = payload["input"]
                 dim = payload.get("dimensions") or server.dim
-                data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dim)}
-                        for i, t in enumerate(inputs)]
+                data = [
+                    {"object": "embedding", "index": i, "embedding": fake_vector(t, dim)} for i, t in enumerate(inputs)
+                ]
                 if action == "short":
                     data = data[:-1]
                 # Answer out of order: clients must sort by "index".

@@ -76,9 +76,7 @@ def _np_mmd(x: np.ndarray, y: np.ndarray, kernel: str, estimator: str = "release
     return value + 2.0 / (n - 1) if estimator in ("release", "linear_time") else value
 
 
-def _rand(
-    n: int, d: int, seed: int, shift: float = 0.0, dtype=torch.float64
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _rand(n: int, d: int, seed: int, shift: float = 0.0, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=dtype)
     y = torch.randn(n, d, generator=g, dtype=dtype) * 1.3 + shift
@@ -308,9 +306,7 @@ def test_dispatcher_routes_and_rejects_unknown_names() -> None:
     x, y = _rand(10, 4, seed=17)
     assert float(alignment_loss("mmd_laplacian", x, y)) == float(mk_mmd(x, y, kernel="laplacian"))
     assert float(alignment_loss("infonce", x, y, temperature=0.2)) == float(info_nce(x, y, temperature=0.2))
-    assert float(alignment_loss("mmd_gaussian", x, y, estimator="paired")) == float(
-        mk_mmd(x, y, estimator="paired")
-    )
+    assert float(alignment_loss("mmd_gaussian", x, y, estimator="paired")) == float(mk_mmd(x, y, estimator="paired"))
     with pytest.raises(ValueError) as err:
         alignment_loss("mmd_rbf", x, y)
     for name in ALIGNMENT_LOSSES:

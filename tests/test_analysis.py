@@ -38,8 +38,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _eval_set(histories: np.ndarray, targets: np.ndarray) -> EvalSet:
     u = len(targets)
-    return EvalSet(np.arange(u), np.asarray(histories, np.int64), np.asarray(targets, np.int64),
-                   np.zeros(u + 1, np.int64), np.zeros(0, np.int64))
+    return EvalSet(
+        np.arange(u),
+        np.asarray(histories, np.int64),
+        np.asarray(targets, np.int64),
+        np.zeros(u + 1, np.int64),
+        np.zeros(0, np.int64),
+    )
 
 
 def _assert_png(path: Path) -> None:
@@ -162,8 +167,11 @@ def test_tau_per_bucket_grouping_on_constructed_example():
     groups = np.array([-1, 0, 1, 2, 2, 2, 2, 2, 2])
     pairs = np.array([[3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2]])
     res = kendall_discrepancy(a, b, pairs, buckets, groups=groups)
-    assert res["by_target_bucket"][1] == {"tau": pytest.approx(1.0), "p_value": pytest.approx(0.333, abs=1e-3),
-                                          "pairs": 3}
+    assert res["by_target_bucket"][1] == {
+        "tau": pytest.approx(1.0),
+        "p_value": pytest.approx(0.333, abs=1e-3),
+        "pairs": 3,
+    }
     assert res["by_target_bucket"][2]["tau"] == pytest.approx(-1.0) and res["by_target_bucket"][2]["pairs"] == 3
     assert res["by_target_bucket"][3]["pairs"] == 0 and np.isnan(res["by_target_bucket"][3]["tau"])
     # every history item sits in bucket 3: its tau is the overall one
@@ -193,12 +201,20 @@ def test_compare_buckets_lifts():
     del rb["by_bucket"]["2"]
     c = compare_buckets(ra, rb, "NDCG@10", names=("sasrec", "pad"))
     assert c["overall"]["lift"] == pytest.approx(0.2) and c["overall"]["diff"] == pytest.approx(0.02)
-    assert c["by_bucket"]["1"] == {"a": 0.2, "b": 0.3, "lift": pytest.approx(0.5), "diff": pytest.approx(0.1),
-                                   "users_a": 10, "users_b": 10}
+    assert c["by_bucket"]["1"] == {
+        "a": 0.2,
+        "b": 0.3,
+        "lift": pytest.approx(0.5),
+        "diff": pytest.approx(0.1),
+        "users_a": 10,
+        "users_b": 10,
+    }
     assert c["by_bucket"]["2"]["b"] is None and c["by_bucket"]["2"]["lift"] is None
     assert c["by_bucket"]["3"]["lift"] is None and c["by_bucket"]["3"]["diff"] == pytest.approx(0.01)
     assert list(c["by_group"]) == ["warm", "median", "cold"]
-    assert c["by_group"]["warm"]["lift"] == pytest.approx(0.25) and c["by_group"]["median"]["lift"] == pytest.approx(1.0)
+    assert c["by_group"]["warm"]["lift"] == pytest.approx(0.25) and c["by_group"]["median"]["lift"] == pytest.approx(
+        1.0
+    )
     assert c["by_group"]["cold"]["lift"] is None
     with pytest.raises(KeyError, match="NDCG@20"):
         compare_buckets(ra, rb, "NDCG@20")
@@ -214,8 +230,9 @@ def test_load_results_single_and_multi_seed(tmp_path):
         (multi / f"seed_{s}").mkdir(parents=True)
         (multi / f"seed_{s}" / "results.json").write_text(json.dumps({"test": _result(v, {1: v}, {"warm": v})}))
     # runs recorded relative to another working directory still resolve under the summary's folder
-    (multi / "summary.json").write_text(json.dumps({"seeds": [1, 2], "per_seed": [],
-                                                    "runs": ["elsewhere/seed_1", "elsewhere/seed_2"]}))
+    (multi / "summary.json").write_text(
+        json.dumps({"seeds": [1, 2], "per_seed": [], "runs": ["elsewhere/seed_1", "elsewhere/seed_2"]})
+    )
     avg = load_results(multi)
     assert avg["overall"]["NDCG@10"] == pytest.approx(0.2) and avg["by_bucket"]["1"]["NDCG@10"] == pytest.approx(0.2)
     assert avg["by_bucket"]["1"]["users"] == 10 and len(avg["seeds"]) == 2
@@ -232,10 +249,13 @@ def test_plots_and_json_written(tmp_path):
     assert json.loads(js.read_text())["nan"] is None
     rng = np.random.default_rng(0)
     a = rng.normal(size=(51, 4))
-    d = kendall_discrepancy(a, a + rng.normal(size=a.shape), sample_item_pairs(50, 500), np.r_[0, rng.integers(1, 4, 50)])
+    d = kendall_discrepancy(
+        a, a + rng.normal(size=a.shape), sample_item_pairs(50, 500), np.r_[0, rng.integers(1, 4, 50)]
+    )
     _assert_png(plot_discrepancy(d, tmp_path / "d.png"))
-    r, s = distance_distributions({"id": a, "text": rng.normal(size=(51, 3))}, sample_item_pairs(50, 500),
-                                  return_samples=True)
+    r, s = distance_distributions(
+        {"id": a, "text": rng.normal(size=(51, 3))}, sample_item_pairs(50, 500), return_samples=True
+    )
     _assert_png(plot_distance_distributions(r, s, tmp_path / "x.png"))
     _no_temp_files(tmp_path)
 
@@ -244,11 +264,19 @@ def test_plots_and_json_written(tmp_path):
 def _fake_run(n_items: int = 30, seed: int = 0):
     rng = np.random.default_rng(seed)
     seqs = [rng.integers(1, n_items + 1, size=int(rng.integers(4, 12))) for _ in range(80)]
-    ds = SequenceDataset("toy", seqs, np.arange(80).astype(str), np.array(["[PAD]"] + [f"i{i}" for i in range(n_items)]),
-                         pd.DataFrame(index=range(n_items + 1)))
-    prepared = SimpleNamespace(dataset=ds, stats=compute_item_stats(ds, num_buckets=5),
-                               split=make_split(ds, SplitConfig(protocol="pad", max_len=8)),
-                               text_embeddings=torch.tensor(rng.normal(size=(n_items + 1, 12)), dtype=torch.float32))
+    ds = SequenceDataset(
+        "toy",
+        seqs,
+        np.arange(80).astype(str),
+        np.array(["[PAD]"] + [f"i{i}" for i in range(n_items)]),
+        pd.DataFrame(index=range(n_items + 1)),
+    )
+    prepared = SimpleNamespace(
+        dataset=ds,
+        stats=compute_item_stats(ds, num_buckets=5),
+        split=make_split(ds, SplitConfig(protocol="pad", max_len=8)),
+        text_embeddings=torch.tensor(rng.normal(size=(n_items + 1, 12)), dtype=torch.float32),
+    )
     id_table = torch.tensor(rng.normal(size=(n_items + 1, 6)), dtype=torch.float32)
     method = SimpleNamespace(item_embeddings=lambda: {"id": id_table})
     return method, SimpleNamespace(text={}), prepared
@@ -261,7 +289,9 @@ def test_cli_buckets_writes_png_and_json(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps({"test": _result(v, {1: v, 2: v / 2}, {"warm": v})}))
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["analyze", "buckets", str(tmp_path / "sasrec"), str(tmp_path / "pad"), "--out", str(out)])
+    r = CliRunner().invoke(
+        app, ["analyze", "buckets", str(tmp_path / "sasrec"), str(tmp_path / "pad"), "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "+50.0%" in r.output
     data = json.loads((out / "buckets_sasrec_vs_pad_NDCG_10.json").read_text())
@@ -282,18 +312,35 @@ def test_cli_discrepancy_and_distances(tmp_path, monkeypatch):
         (tmp_path / k / "model.json").write_text("{}")
     monkeypatch.setattr(analyze, "_load_run", lambda p: runs[Path(p).name])
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["analyze", "discrepancy", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
-                                 "--max-pairs", "300"])
+    r = CliRunner().invoke(
+        app,
+        ["analyze", "discrepancy", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--max-pairs", "300"],
+    )
     assert r.exit_code == 0, r.output
     js = out / "discrepancy_a_id_vs_b_id_euclidean.json"
     data = json.loads(js.read_text())
     assert data["overall"]["tau"] == pytest.approx(1.0) and data["num_pairs"] == 300
     _assert_png(js.with_suffix(".png"))
-    r = CliRunner().invoke(app, ["analyze", "discrepancy", str(tmp_path / "a"), str(tmp_path / "a"), "--table-b", "text",
-                                 "--distance", "cosine", "--out", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            "discrepancy",
+            str(tmp_path / "a"),
+            str(tmp_path / "a"),
+            "--table-b",
+            "text",
+            "--distance",
+            "cosine",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert abs(json.loads((out / "discrepancy_a_id_vs_a_text_cosine.json").read_text())["overall"]["tau"]) < 0.2
-    r = CliRunner().invoke(app, ["analyze", "discrepancy", str(tmp_path / "a"), str(tmp_path / "b"), "--table-a", "nope"])
+    r = CliRunner().invoke(
+        app, ["analyze", "discrepancy", str(tmp_path / "a"), str(tmp_path / "b"), "--table-a", "nope"]
+    )
     assert r.exit_code != 0 and "nope" in r.output
 
     r = CliRunner().invoke(app, ["analyze", "distances", str(tmp_path / "a"), "--pairs", "200", "--out", str(out)])
@@ -303,7 +350,9 @@ def test_cli_discrepancy_and_distances(tmp_path, monkeypatch):
     assert data["group_size"] == 20 and set(data["stats"]) == {"id", "text"}
     assert data["overlap"]["id"]["overlap"] == 0.0 and data["pair_source"] == "random"
     _assert_png(js.with_suffix(".png"))
-    r = CliRunner().invoke(app, ["analyze", "distances", str(tmp_path / "a"), "--pairs", "100", "--pair-source",
-                                 "cooccur", "--out", str(out)])
+    r = CliRunner().invoke(
+        app,
+        ["analyze", "distances", str(tmp_path / "a"), "--pairs", "100", "--pair-source", "cooccur", "--out", str(out)],
+    )
     assert r.exit_code == 0, r.output
     _no_temp_files(out)

@@ -199,9 +199,7 @@ def test_gru_with_bias_is_perturbed_by_padding() -> None:
                 p.fill_(0.5)
     real = torch.randn(1, 3, D)
     alone = model(real, torch.zeros(1, 3, dtype=torch.bool))
-    padded = model(
-        torch.cat([torch.zeros(1, 2, D), real], 1), torch.tensor([[True, True, False, False, False]])
-    )
+    padded = model(torch.cat([torch.zeros(1, 2, D), real], 1), torch.tensor([[True, True, False, False, False]]))
     assert not torch.allclose(padded[:, -3:], alone)
 
 
@@ -258,8 +256,7 @@ def _caser_reference(model: Caser, x: torch.Tensor, t: int) -> torch.Tensor:
     h_feats = []
     for h, conv in enumerate(model.horizontal, start=1):
         per_offset = [
-            model.conv_activation((conv.weight * image[i : i + h].T).sum((1, 2)) + conv.bias)
-            for i in range(w - h + 1)
+            model.conv_activation((conv.weight * image[i : i + h].T).sum((1, 2)) + conv.bias) for i in range(w - h + 1)
         ]
         h_feats.append(torch.stack(per_offset).max(0).values)
     v_feats = (model.vertical_weight @ image + model.vertical_bias[:, None]).reshape(-1)

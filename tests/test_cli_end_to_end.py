@@ -22,16 +22,17 @@ def user_data(tmp_path, toy_dataset):
         for t, item in enumerate(seq):
             rows.append({"user_id": f"u{u}", "item_id": f"i{item}", "timestamp": 1000 + t, "rating": 5})
     pd.DataFrame(rows).to_csv(tmp_path / "inter.csv", index=False)
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(1, 41)],
-                          "title": [f"item {i} title" for i in range(1, 41)]})
+    items = pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(1, 41)], "title": [f"item {i} title" for i in range(1, 41)]}
+    )
     items.to_csv(tmp_path / "items.csv", index=False)
     rng = np.random.default_rng(0)
     np.save(tmp_path / "text.npy", rng.normal(size=(40, 12)).astype(np.float32))
     (tmp_path / "text.json").write_text(json.dumps({f"i{i}": i - 1 for i in range(1, 41)}))
     cfg = f"""
 name: toy
-data: {{format: interactions, name: toy, path: {tmp_path / 'inter.csv'}, items_path: {tmp_path / 'items.csv'},
-        cache_dir: {tmp_path / 'cache'}}}
+data: {{format: interactions, name: toy, path: {tmp_path / "inter.csv"}, items_path: {tmp_path / "items.csv"},
+        cache_dir: {tmp_path / "cache"}}}
 split: {{protocol: pad, max_len: 10}}
 stats: {{num_buckets: 4}}
 method_config: {{hidden_size: 16, backbone_config: {{dropout: 0.1}}}}
@@ -39,9 +40,12 @@ train: {{epochs: 2, batch_size: 32, lr: 0.005, progress: false, num_threads: 1}}
 eval: {{ks: [5, 10]}}
 """
     (tmp_path / "sasrec.yaml").write_text(cfg)
-    pad_cfg = cfg.replace("name: toy\n", "name: toy_pad\n") + f"""method: pad
-text: {{encoder: precomputed, encoder_config: {{path: {tmp_path / 'text.npy'}}}, cache_dir: {tmp_path / 'cache'}}}
+    pad_cfg = (
+        cfg.replace("name: toy\n", "name: toy_pad\n")
+        + f"""method: pad
+text: {{encoder: precomputed, encoder_config: {{path: {tmp_path / "text.npy"}}}, cache_dir: {tmp_path / "cache"}}}
 """
+    )
     (tmp_path / "pad.yaml").write_text(pad_cfg)
     return tmp_path
 
@@ -53,8 +57,17 @@ def invoke(*args):
 
 
 def test_help_for_every_command():
-    for cmd in ["data", "train", "evaluate", "compare", "encode", "analyze buckets", "analyze discrepancy",
-                "analyze distances", "recommend"]:
+    for cmd in [
+        "data",
+        "train",
+        "evaluate",
+        "compare",
+        "encode",
+        "analyze buckets",
+        "analyze discrepancy",
+        "analyze distances",
+        "recommend",
+    ]:
         out = invoke(*cmd.split(), "--help")
         assert "Example" in out or "example" in out, cmd
 
@@ -88,8 +101,17 @@ def test_phase_reuse_and_single_phase(user_data):
     invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1")
     state = json.loads((d / "runs/pad1/pretrain/state.json").read_text())
     # Changing only phase-3 settings reuses phases 1 and 2.
-    invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1", "--set", "method_config.gate=learned",
-                 "--phase", "disentangle")
+    invoke(
+        "train",
+        "-c",
+        d / "pad.yaml",
+        "-o",
+        d / "runs/pad1",
+        "--set",
+        "method_config.gate=learned",
+        "--phase",
+        "disentangle",
+    )
     assert json.loads((d / "runs/pad1/pretrain/state.json").read_text()) == state
     res = json.loads((d / "runs/pad1/results.json").read_text())
     assert [p["stopped"] for p in res["phases"]][:3] == ["reused", "reused", "reused"]
@@ -97,7 +119,11 @@ def test_phase_reuse_and_single_phase(user_data):
     invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad1", "--set", "method_config.gamma=0.5")
     res = json.loads((d / "runs/pad1/results.json").read_text())
     assert {p["phase"]: p["stopped"] != "reused" for p in res["phases"]} == {
-        "pretrain": False, "pretrain_llm": False, "align": True, "disentangle": True}
+        "pretrain": False,
+        "pretrain_llm": False,
+        "align": True,
+        "disentangle": True,
+    }
     # Running only the first phases stops there; the model is evaluated as phase 1 left it.
     invoke("train", "-c", d / "pad.yaml", "-o", d / "runs/pad2", "--phase", "pretrain")
     res = json.loads((d / "runs/pad2/results.json").read_text())

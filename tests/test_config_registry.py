@@ -39,8 +39,12 @@ def test_unknown_key_is_an_error_naming_the_dotted_key():
 
 @pytest.mark.parametrize(
     "data, key",
-    [({"rate": "fast"}, "rate"), ({"inner": {"kind": "c"}}, "inner.kind"), ({"flags": "1,2"}, "flags"),
-     ({"inner": {"size": True}}, "inner.size")],
+    [
+        ({"rate": "fast"}, "rate"),
+        ({"inner": {"kind": "c"}}, "inner.kind"),
+        ({"flags": "1,2"}, "flags"),
+        ({"inner": {"size": True}}, "inner.size"),
+    ],
 )
 def test_bad_values_name_the_key(data, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -99,8 +103,9 @@ def test_registry_checks_registration_and_builds():
         reg.register("w")(W2)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_is_valid(path: Path) -> None:
     """Each file in configs/ passes the same checks as ``padrec train -c`` (the experiment
     config, the method config and the backbone config with its registered class)."""
@@ -111,5 +116,8 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
     cfg = load_experiment_config(build_config_dict(path, {}, []))
     mc = cfg.method_config
     backbone = BACKBONES.get(mc.get("backbone", "sasrec"))
-    from_dict(backbone.config_class, {"hidden_size": 8, "max_len": 4, **mc.get("backbone_config", {})},
-              where=f"{path.name}: method_config.backbone_config")
+    from_dict(
+        backbone.config_class,
+        {"hidden_size": 8, "max_len": 4, **mc.get("backbone_config", {})},
+        where=f"{path.name}: method_config.backbone_config",
+    )

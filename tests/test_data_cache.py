@@ -36,12 +36,18 @@ def same(a: SequenceDataset, b: SequenceDataset) -> bool:
 
 
 def write_inputs(tmp: Path) -> DataConfig:
-    pd.DataFrame({"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "b", "c"],
-                  "timestamp": [1, 2, 1, 2]}).to_csv(tmp / "inter.csv", index=False)
+    pd.DataFrame({"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "b", "c"], "timestamp": [1, 2, 1, 2]}).to_csv(
+        tmp / "inter.csv", index=False
+    )
     pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "", "C"]}).to_csv(tmp / "items.csv", index=False)
-    return DataConfig(name="toy", format="interactions", path=str(tmp / "inter.csv"),
-                      items_path=str(tmp / "items.csv"), preprocess=PreprocessConfig(min_user_interactions=2),
-                      cache_dir=str(tmp / "cache"))
+    return DataConfig(
+        name="toy",
+        format="interactions",
+        path=str(tmp / "inter.csv"),
+        items_path=str(tmp / "items.csv"),
+        preprocess=PreprocessConfig(min_user_interactions=2),
+        cache_dir=str(tmp / "cache"),
+    )
 
 
 def entries(cfg: DataConfig) -> list[Path]:
@@ -73,8 +79,13 @@ def test_round_trip_and_format(tmp_path: Path) -> None:
 
 
 def test_reuses_cache_without_building(tmp_path: Path) -> None:
-    ds = SequenceDataset("x", [np.array([1, 2], np.int64)], np.array(["u"], object),
-                         np.array(["[PAD]", "a", "b"], object), pd.DataFrame(index=range(3)))
+    ds = SequenceDataset(
+        "x",
+        [np.array([1, 2], np.int64)],
+        np.array(["u"], object),
+        np.array(["[PAD]", "a", "b"], object),
+        pd.DataFrame(index=range(3)),
+    )
     src = tmp_path / "src.txt"
     src.write_text("1 1 2\n")
     calls = []
@@ -129,8 +140,13 @@ def test_rebuilds_corrupt_cache(tmp_path: Path, damage: str, caplog: pytest.LogC
 
 
 def test_no_partial_entries_left(tmp_path: Path) -> None:
-    ds = SequenceDataset("x", [np.array([1], np.int64)], np.array(["u"], object),
-                         np.array(["[PAD]", "a"], object), pd.DataFrame({"title": ["", "A"]}))
+    ds = SequenceDataset(
+        "x",
+        [np.array([1], np.int64)],
+        np.array(["u"], object),
+        np.array(["[PAD]", "a"], object),
+        pd.DataFrame({"title": ["", "A"]}),
+    )
     target = tmp_path / "datasets" / "x-1"
     save_dataset(ds, target, "f" * 64, {})
     save_dataset(ds, target, "e" * 64, {})  # replace an existing entry

@@ -114,8 +114,9 @@ def test_unknown_item_ids(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"h\.csv: line 3, field 'history': item id 'B9' is not in the metadata"):
         read_pad_csv(h, m)
     item = write(tmp_path / "G.item", "item_id:token\ttitle:token_seq\n0\tA\n1\tB\n")
-    inter = write(tmp_path / "G.test.inter",
-                  "user_id:token\titem_id_list:token_seq\titem_id:token\n1\t0\t1\n2\t1 5\t0\n3\t0\t7\n")
+    inter = write(
+        tmp_path / "G.test.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n1\t0\t1\n2\t1 5\t0\n3\t0\t7\n"
+    )
     with pytest.raises(DataError, match=r"G\.test\.inter: line 3, field 'item_id_list': item id '5'"):
         read_recbole_atomic(item, inter)
     inter2 = write(tmp_path / "H.test.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n3\t0\t7\n")
@@ -123,8 +124,11 @@ def test_unknown_item_ids(tmp_path: Path) -> None:
         read_recbole_atomic(item, inter2)
     i = write(tmp_path / "i.csv", "user_id,item_id,timestamp\nu,a,1\nu,q,2\n")
     t = write(tmp_path / "t.csv", "item_id,title\na,A\n")
-    with pytest.raises(DataError, match=r"i\.csv: 1 interaction\(s\) name item ids missing from the item table "
-                                        r".*t\.csv \(first at line 3, field 'item_id'; e\.g\. \['q'\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"i\.csv: 1 interaction\(s\) name item ids missing from the item table "
+        r".*t\.csv \(first at line 3, field 'item_id'; e\.g\. \['q'\]\)",
+    ):
         read_interactions(i, t, preprocess=PreprocessConfig(min_user_interactions=0))
 
 
@@ -154,11 +158,14 @@ def test_duplicate_user_lines(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- empty after filtering
 
 
-@pytest.mark.parametrize(("cfg", "step"), [
-    (PreprocessConfig(rating_threshold=6), r"the rating filter \(rating >= 6\)"),
-    (PreprocessConfig(min_user_interactions=10), r"the user minimum \(min_user_interactions=10\)"),
-    (PreprocessConfig(item_core=5, min_user_interactions=1), r"the item k-core \(item_core=5\)"),
-])
+@pytest.mark.parametrize(
+    ("cfg", "step"),
+    [
+        (PreprocessConfig(rating_threshold=6), r"the rating filter \(rating >= 6\)"),
+        (PreprocessConfig(min_user_interactions=10), r"the user minimum \(min_user_interactions=10\)"),
+        (PreprocessConfig(item_core=5, min_user_interactions=1), r"the item k-core \(item_core=5\)"),
+    ],
+)
 def test_empty_after_filtering(tmp_path: Path, cfg: PreprocessConfig, step: str) -> None:
     p = write(tmp_path / "i.csv", "user_id,item_id,timestamp,rating\nu,a,1,5\nu,b,2,4\nv,a,1,3\n")
     with pytest.raises(DataError, match=rf"i\.csv: no interactions left after {step}"):
@@ -228,8 +235,11 @@ def test_wrong_delimiter(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"Games\.test\.inter: .*single column.*tab-separated.*wrong delimiter"):
         read_recbole_atomic(None, c)
     f = write(tmp_path / "commas.txt", "1,2,3\n")
-    with pytest.raises(DataError, match=r"commas\.txt: line 1: expected 'user_id item_id item_id \.\.\.' separated "
-                                        r"by spaces, got only '1,2,3'"):
+    with pytest.raises(
+        DataError,
+        match=r"commas\.txt: line 1: expected 'user_id item_id item_id \.\.\.' separated "
+        r"by spaces, got only '1,2,3'",
+    ):
         read_faerec_txt(f)
 
 

@@ -36,16 +36,18 @@ def test_stable_time_sort_keeps_file_order_for_ties() -> None:
 
 
 def test_dates_and_no_time_column() -> None:
-    df = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["x", "y"],
-                       "timestamp": ["2020-03-01T10:00:00", "2019-12-31"]})
+    df = pd.DataFrame(
+        {"user_id": ["u", "u"], "item_id": ["x", "y"], "timestamp": ["2020-03-01T10:00:00", "2019-12-31"]}
+    )
     assert seqs(build(df, min_user_interactions=0)) == [["y", "x"]]
     ds = build_sequence_dataset(df, None, PreprocessConfig(min_user_interactions=0), time_col=None)
     assert seqs(ds) == [["x", "y"]]
 
 
 def test_rating_filter_and_user_minimum() -> None:
-    df = frame([("u", "a", 1, 5), ("u", "b", 2, 3), ("u", "c", 3, 4), ("v", "a", 1, 5), ("v", "b", 2, 5),
-                ("w", "c", 1, 1)])
+    df = frame(
+        [("u", "a", 1, 5), ("u", "b", 2, 3), ("u", "c", 3, 4), ("v", "a", 1, 5), ("v", "b", 2, 5), ("w", "c", 1, 1)]
+    )
     ds = build(df, rating_threshold=4, min_user_interactions=2)
     assert ds.user_ids.tolist() == ["u", "v"]
     assert seqs(ds) == [["a", "c"], ["a", "b"]]
@@ -54,8 +56,18 @@ def test_rating_filter_and_user_minimum() -> None:
 def test_item_core_iterates_until_stable() -> None:
     # Item core 2 drops 'z' (1 interaction); user 'w' then has 1 interaction and goes; that
     # leaves 'y' with 1 interaction, which goes too; then user 'v' falls below 2.
-    df = frame([("u", "x", 1), ("u", "x2", 2), ("t", "x", 1), ("t", "x2", 2),
-                ("w", "y", 1), ("w", "z", 2), ("v", "y", 1), ("v", "x", 2)])
+    df = frame(
+        [
+            ("u", "x", 1),
+            ("u", "x2", 2),
+            ("t", "x", 1),
+            ("t", "x2", 2),
+            ("w", "y", 1),
+            ("w", "z", 2),
+            ("v", "y", 1),
+            ("v", "x", 2),
+        ]
+    )
     ds = build(df, item_core=2, min_user_interactions=2)
     assert ds.user_ids.tolist() == ["u", "t"]
     assert seqs(ds) == [["x", "x2"], ["x", "x2"]]

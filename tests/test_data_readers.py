@@ -33,7 +33,7 @@ def seqs(ds) -> list[list[int]]:
 def write_pad(tmp: Path) -> tuple[Path, Path]:
     hist = tmp / "Toy_cleaned_history.csv"
     meta = tmp / "metadata_Toy.csv"
-    hist.write_text(',user,history\n0,u1,"[\'B2\', \'B1\', \'B3\']"\n1,u2,"[\'B3\', \'B3\']"\n', encoding="utf-8")
+    hist.write_text(",user,history\n0,u1,\"['B2', 'B1', 'B3']\"\n1,u2,\"['B3', 'B3']\"\n", encoding="utf-8")
     meta.write_text('asin,title\nB1,"Tea, green"\nB2,\nB3,Coffee\nB4,Unused\n', encoding="utf-8")
     return hist, meta
 
@@ -113,8 +113,14 @@ def test_read_interactions_csv_and_parquet(tmp_path: Path) -> None:
     items.to_parquet(tmp_path / "items.parquet")
     cfg = PreprocessConfig(min_user_interactions=0)
     for ext in ("csv", "parquet"):
-        ds = read_interactions(tmp_path / f"inter.{ext}", tmp_path / f"items.{ext}", user_col="user",
-                               item_col="item", time_col="ts", preprocess=cfg)
+        ds = read_interactions(
+            tmp_path / f"inter.{ext}",
+            tmp_path / f"items.{ext}",
+            user_col="user",
+            item_col="item",
+            time_col="ts",
+            preprocess=cfg,
+        )
         assert ds.name == "inter"
         assert ds.item_ids.tolist() == [PAD_TOKEN, "1", "2", "3"]
         assert seqs(ds) == [[1, 2, 3], [1, 2]]
@@ -126,7 +132,8 @@ def test_load_dataset_auto_interactions(tmp_path: Path) -> None:
     d = tmp_path / "mine"
     d.mkdir()
     pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [1, 2, 1]}).to_csv(
-        d / "interactions.csv", index=False)
+        d / "interactions.csv", index=False
+    )
     pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]}).to_csv(d / "items.csv", index=False)
     cfg = resolve_dataset(str(d))
     assert cfg.format == "interactions" and cfg.name == "mine"
@@ -159,11 +166,14 @@ def test_prime_pantry_release() -> None:
 
 
 @needs_shared
-@pytest.mark.parametrize(("name", "counts"), [
-    ("beauty", (52204, 57289, 394908)),
-    ("food", (32126, 39264, 275256)),
-    ("yelp", (15720, 11383, 192214)),
-])
+@pytest.mark.parametrize(
+    ("name", "counts"),
+    [
+        ("beauty", (52204, 57289, 394908)),
+        ("food", (32126, 39264, 275256)),
+        ("yelp", (15720, 11383, 192214)),
+    ],
+)
 def test_faerec_release(name: str, counts: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PADREC_DATA_DIR", str(SHARED))
     cfg = resolve_dataset(name)

@@ -194,9 +194,7 @@ SCORES = np.array([[5.0, 0.9, 0.5, 0.7, -0.2, 0.1, -0.4]], dtype=np.float32)
 )
 def test_history_handling_hand_computed(mode, target, expected):
     es = indexed_eval_set(1, [target], [[1, 3]])
-    res = evaluate(
-        table_score_fn(SCORES), es, None, EvalConfig(ks=[1, 3], history_handling=mode, main_metric="NDCG@3")
-    )
+    res = evaluate(table_score_fn(SCORES), es, None, EvalConfig(ks=[1, 3], history_handling=mode, main_metric="NDCG@3"))
     assert res.ranks.tolist() == [expected]
 
 
@@ -216,10 +214,7 @@ def test_matches_brute_force_with_ties(mode):
     scores = rng.integers(-3, 4, size=(U, n + 1)).astype(np.float32)  # many exact ties and zeros
     scores[3, 5] = np.nan
     scores[4, :] = np.nan
-    seen = [
-        sorted(rng.choice(np.arange(1, n + 1), size=rng.integers(0, 8), replace=False).tolist())
-        for _ in range(U)
-    ]
+    seen = [sorted(rng.choice(np.arange(1, n + 1), size=rng.integers(0, 8), replace=False).tolist()) for _ in range(U)]
     targets = rng.integers(1, n + 1, size=U)
     targets[0] = seen[0][0] if seen[0] else 1
     targets[3] = 5
@@ -390,9 +385,7 @@ def test_reports_render():
     ):
         assert s in text
     console = Console(record=True, width=200)
-    print_runs(
-        {"single": res, "seeds": [res.flat_metrics(), {**res.flat_metrics(), "NDCG@2": 0.0}]}, console=console
-    )
+    print_runs({"single": res, "seeds": [res.flat_metrics(), {**res.flat_metrics(), "NDCG@2": 0.0}]}, console=console)
     text = console.export_text()
     assert "±" in text and "single" in text and "seeds" in text
 

@@ -26,8 +26,9 @@ FACTORIES: dict[str, Callable[[], ItemRepresentation]] = {
     "id-xavier": lambda: IDEmbedding(N, D, init="xavier_normal"),
     "text": lambda: TextMLP(text_table(), D, num_hidden_layers=2),
     "text-release-padding": lambda: TextMLP(text_table(), D, num_hidden_layers=1, zero_padding=False),
-    "text-linear-standardized": lambda: TextMLP(text_table(), D, num_hidden_layers=0, final_activation=False,
-                                                input_norm="standardize"),
+    "text-linear-standardized": lambda: TextMLP(
+        text_table(), D, num_hidden_layers=0, final_activation=False, input_norm="standardize"
+    ),
     "concat": lambda: ConcatFusion(IDEmbedding(N, D), TextMLP(text_table(), D, num_hidden_layers=1), D),
 }
 
@@ -127,7 +128,10 @@ def test_text_mlp_without_final_activation_ends_in_a_linear() -> None:
     rep = TextMLP(text_table(), D, num_hidden_layers=0, final_activation=False)
     assert [type(m).__name__ for m in rep.mlp] == ["Linear"]
     rep = TextMLP(text_table(), D, num_hidden_layers=2, final_activation=False)
-    assert [type(m).__name__ for m in rep.mlp] == ["Linear", "GELU"] + ["Dropout", "Linear", "GELU"] + ["Dropout", "Linear"]
+    assert [type(m).__name__ for m in rep.mlp] == ["Linear", "GELU"] + ["Dropout", "Linear", "GELU"] + [
+        "Dropout",
+        "Linear",
+    ]
     out = rep.eval().all()[1:]
     assert (out < -0.2).any()  # a final GELU would keep every coordinate above -0.17
 

@@ -30,8 +30,7 @@ def test_trimming_does_not_change_training(toy_dataset, tmp_path):
     for every in (0, 1):
         torch.manual_seed(0)
         m = METHODS.build("sequential", {"hidden_size": 8}, context=ctx)
-        cfg = TrainConfig(epochs=2, batch_size=16, progress=False, seed=3, trim_memory_every=every,
-                          monitor="NDCG@5")
+        cfg = TrainConfig(epochs=2, batch_size=16, progress=False, seed=3, trim_memory_every=every, monitor="NDCG@5")
         Trainer(m, split, cfg, EvalConfig(ks=[5], main_metric="NDCG@5")).fit("train", tmp_path / f"t{every}", "fp")
         weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     assert torch.equal(weights[0], weights[1])

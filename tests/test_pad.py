@@ -20,8 +20,11 @@ def setup(toy_dataset):
     text = torch.randn(toy_dataset.num_items + 1, 24, generator=g)
     text[0] = 0
     ctx = MethodContext(toy_dataset.num_items, split.config.max_len, stats, text)
-    batch = TrainBatch(torch.from_numpy(split.train_inputs[:16]), torch.from_numpy(split.train_targets[:16]),
-                       torch.zeros(16, dtype=torch.long))
+    batch = TrainBatch(
+        torch.from_numpy(split.train_inputs[:16]),
+        torch.from_numpy(split.train_targets[:16]),
+        torch.zeros(16, dtype=torch.long),
+    )
     return split, ctx, batch
 
 
@@ -154,8 +157,13 @@ def test_disentangle_scores_are_the_gated_sum(setup, gate):
     assert set(m.losses(batch)) == {"rec"}
 
 
-RELEASE_PHASE3 = {"llm_pretrain": False, "frozen_in_phase3": [], "text_mlp_layers": 4,
-                  "text_final_activation": True, "text_input_norm": "none"}
+RELEASE_PHASE3 = {
+    "llm_pretrain": False,
+    "frozen_in_phase3": [],
+    "text_mlp_layers": 4,
+    "text_final_activation": True,
+    "text_input_norm": "none",
+}
 
 
 @pytest.mark.parametrize("loss,extra", [("ce", {}), ("bce", {}), ("ce", RELEASE_PHASE3), ("bce", RELEASE_PHASE3)])

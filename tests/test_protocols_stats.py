@@ -40,8 +40,12 @@ PAD_PANTRY_CUTS = [0, 35, 100, 205, 361, 585, 898, 1357, 2074, 3348, 8348]
 
 def toy(seqs: list[list[int]], n_items: int) -> SequenceDataset:
     return SequenceDataset(
-        "toy", [np.asarray(s, np.int64) for s in seqs], np.array([str(i) for i in range(len(seqs))], object),
-        np.array(["[PAD]"] + [str(i) for i in range(1, n_items + 1)], object), pd.DataFrame(index=range(n_items + 1)))
+        "toy",
+        [np.asarray(s, np.int64) for s in seqs],
+        np.array([str(i) for i in range(len(seqs))], object),
+        np.array(["[PAD]"] + [str(i) for i in range(1, n_items + 1)], object),
+        pd.DataFrame(index=range(n_items + 1)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +109,23 @@ def test_pantry_buckets_reproduce_release_cut(pantry: SequenceDataset) -> None:
     release[-1] -= 1  # the release's last slice also holds the padding row 0
     assert sizes == release == [35, 65, 105, 156, 224, 313, 459, 717, 1274, 4999]
     assert [(lo, hi) for lo, hi, _, _ in st.bucket_bounds] == [
-        (173, 486), (118, 169), (70, 117), (48, 70), (33, 48), (24, 33), (16, 24), (10, 16), (5, 10), (0, 5)]
-    assert [mass for *_, mass in st.bucket_bounds] == [
-        8957, 9000, 8966, 8959, 8930, 8932, 8932, 8927, 8928, 8731]
+        (173, 486),
+        (118, 169),
+        (70, 117),
+        (48, 70),
+        (33, 48),
+        (24, 33),
+        (16, 24),
+        (10, 16),
+        (5, 10),
+        (0, 5),
+    ]
+    assert [mass for *_, mass in st.bucket_bounds] == [8957, 9000, 8966, 8959, 8930, 8932, 8932, 8927, 8928, 8731]
     # Membership agrees with the release's slices wherever the frequency is not tied across a cut.
     fre = st.train_frequency
     order = np.lexsort((np.arange(len(fre) - 1), -fre[1:])) + 1
     for k in range(10):
-        inner = order[PAD_PANTRY_CUTS[k]:min(PAD_PANTRY_CUTS[k + 1], len(order))]
+        inner = order[PAD_PANTRY_CUTS[k] : min(PAD_PANTRY_CUTS[k + 1], len(order))]
         assert (st.bucket[inner] == k + 1).all()
     assert np.bincount(st.group[1:]).tolist() == [205, 1152, 6990]  # warm 1-3, median 4-7, cold 8-10
 

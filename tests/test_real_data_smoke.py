@@ -8,13 +8,16 @@ from padrec.experiment import ExperimentConfig, load_experiment_config, run_expe
 
 
 def test_sasrec_one_epoch_on_prime_pantry_beats_popularity(tmp_path):
-    cfg: ExperimentConfig = load_experiment_config({
-        "name": "smoke", "output_dir": str(tmp_path / "run"),
-        "data": {"cache_dir": str(tmp_path / "cache")},
-        "method_config": {"hidden_size": 32},
-        "train": {"epochs": 1, "valid_users": 1000, "progress": False},
-        "eval": {"ks": [10]},
-    })
+    cfg: ExperimentConfig = load_experiment_config(
+        {
+            "name": "smoke",
+            "output_dir": str(tmp_path / "run"),
+            "data": {"cache_dir": str(tmp_path / "cache")},
+            "method_config": {"hidden_size": 32},
+            "train": {"epochs": 1, "valid_users": 1000, "progress": False},
+            "eval": {"ks": [10]},
+        }
+    )
     res = run_experiment(cfg)
     test = res["test"]
     assert test["num_users"] == 12871 and test["num_items"] == 8347

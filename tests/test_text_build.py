@@ -65,8 +65,9 @@ def test_deterministic(tmp_path: Path) -> None:
 
 
 def test_normalize_option(tmp_path: Path) -> None:
-    emb = build_text_embeddings(titles_dataset(["x", "y"]), cfg(tmp_path, encoder_config={"normalize": True}),
-                                progress=False)
+    emb = build_text_embeddings(
+        titles_dataset(["x", "y"]), cfg(tmp_path, encoder_config={"normalize": True}), progress=False
+    )
     norms = emb.matrix.norm(dim=1)
     assert norms[0] == 0 and torch.allclose(norms[1:], torch.ones(2))
 

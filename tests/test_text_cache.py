@@ -85,8 +85,7 @@ def test_second_run_is_all_hits_and_never_loads_model(tmp_path: Path) -> None:
 def test_only_new_or_changed_texts_are_encoded(tmp_path: Path) -> None:
     build_text_embeddings(titles_dataset(["Milk", "Tea", "Coffee"]), cfg(tmp_path), progress=False)
     HashEncoder.reset()
-    emb = build_text_embeddings(titles_dataset(["Milk", "Green Tea", "Coffee", "Sugar"]), cfg(tmp_path),
-                                progress=False)
+    emb = build_text_embeddings(titles_dataset(["Milk", "Green Tea", "Coffee", "Sugar"]), cfg(tmp_path), progress=False)
     assert sorted(HashEncoder.encoded_texts) == ["Green Tea", "Sugar"]
     assert emb.encoded == 2 and emb.cache_hits == 2
     for i, t in enumerate(["Milk", "Green Tea", "Coffee", "Sugar"], start=1):
@@ -127,23 +126,27 @@ def _corrupt_metadata(p: Path) -> None:
     # Rewrite the header with a metadata count that disagrees with the tensor.
     raw = p.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["padrec_text_cache"])
     meta["count"] += 1
     header["__metadata__"]["padrec_text_cache"] = json.dumps(meta)
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
-    p.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    p.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
 
 
-@pytest.mark.parametrize("corrupt, reason", [
-    (_corrupt_truncate, "unreadable or corrupt"),
-    (_corrupt_garbage, "unreadable or corrupt"),
-    (_corrupt_flip_data, "checksum mismatch"),
-    (_corrupt_metadata, "dimension mismatch"),
-])
-def test_corrupt_cache_is_detected_and_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                               corrupt, reason: str) -> None:
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (_corrupt_truncate, "unreadable or corrupt"),
+        (_corrupt_garbage, "unreadable or corrupt"),
+        (_corrupt_flip_data, "checksum mismatch"),
+        (_corrupt_metadata, "dimension mismatch"),
+    ],
+)
+def test_corrupt_cache_is_detected_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, corrupt, reason: str
+) -> None:
     ds = titles_dataset(["Milk", "Tea"])
     good = build_text_embeddings(ds, cfg(tmp_path), progress=False)
     path = only_cache_file(tmp_path)

@@ -17,12 +17,15 @@ runner = CliRunner()
 
 @pytest.fixture()
 def toy(monkeypatch: pytest.MonkeyPatch):
-    ds = make_dataset([
-        {"title": "Saran Premium Plastic Wrap", "brand": "Saran"},
-        {"title": "Saran Cling Plus Plastic Wrap", "brand": "Saran"},
-        {"title": "Ranch Dressing", "brand": ""},
-        {"title": "Milk Duds", "brand": "Hershey"},
-    ], name="toy")
+    ds = make_dataset(
+        [
+            {"title": "Saran Premium Plastic Wrap", "brand": "Saran"},
+            {"title": "Saran Cling Plus Plastic Wrap", "brand": "Saran"},
+            {"title": "Ranch Dressing", "brand": ""},
+            {"title": "Milk Duds", "brand": "Hershey"},
+        ],
+        name="toy",
+    )
     monkeypatch.setattr(encode_cmd, "_load", lambda spec: ds)
     HashEncoder.reset()
     return ds
@@ -40,8 +43,9 @@ def test_help_has_examples() -> None:
 
 def test_encode_then_cached_with_output(toy, tmp_path: Path) -> None:
     cache = str(tmp_path / "cache")
-    res = invoke("toy", "-e", "test-hash", "-o", "dim=5", "--cache-dir", cache, "-q",
-                 "--output", str(tmp_path / "out" / "toy"))
+    res = invoke(
+        "toy", "-e", "test-hash", "-o", "dim=5", "--cache-dir", cache, "-q", "--output", str(tmp_path / "out" / "toy")
+    )
     assert res.exit_code == 0, res.output
     assert "toy: 4 items -> matrix 5 x 5" in res.output
     assert "encoded 4 distinct texts" in res.output and "items/s" in res.output
@@ -57,8 +61,7 @@ def test_encode_then_cached_with_output(toy, tmp_path: Path) -> None:
 
 
 def test_check_prints_neighbour_titles(toy, tmp_path: Path) -> None:
-    res = invoke("-e", "test-hash", "--cache-dir", str(tmp_path), "-q", "--check", "--check-ids", "i1,i4",
-                 "-k", "2")
+    res = invoke("-e", "test-hash", "--cache-dir", str(tmp_path), "-q", "--check", "--check-ids", "i1,i4", "-k", "2")
     assert res.exit_code == 0, res.output
     assert "nearest neighbours by cosine (k=2)" in res.output
     assert "Saran Premium Plastic Wrap [i1]" in res.output and "Milk Duds [i4]" in res.output
@@ -70,21 +73,23 @@ def test_check_prints_neighbour_titles(toy, tmp_path: Path) -> None:
 def test_template_and_missing_options(toy, tmp_path: Path) -> None:
     res = invoke("-e", "test-hash", "--cache-dir", str(tmp_path), "-q", "-t", "{title} by {brand}")
     assert res.exit_code == 2 and "1 of 4 items have no text" in res.output and "i3 (id 3)" in res.output
-    res = invoke("-e", "test-hash", "--cache-dir", str(tmp_path), "-q", "-t", "{title} by {brand}",
-                 "--missing", "zero")
+    res = invoke("-e", "test-hash", "--cache-dir", str(tmp_path), "-q", "-t", "{title} by {brand}", "--missing", "zero")
     assert res.exit_code == 0 and "1 items had no text and got zero rows" in res.output
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["-t", "{title} {colour}"], "unknown field(s) colour"),
-    (["-o", "dimm=3"], "unknown config key(s) text.encoder_config.dimm"),
-    (["-e", "nope"], "unknown encoder 'nope'"),
-    (["--missing", "maybe"], "on_missing"),
-    (["--check", "--check-ids", "zzz"], "unknown item id(s) zzz"),
-    (["--device", "tpu9"], "not a valid torch device"),
-    (["-t", "{title}[ by {maker}]"], "template '{title}[ by {maker}]' uses unknown field(s) maker"),
-    (["-b", "0"], "batch_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["-t", "{title} {colour}"], "unknown field(s) colour"),
+        (["-o", "dimm=3"], "unknown config key(s) text.encoder_config.dimm"),
+        (["-e", "nope"], "unknown encoder 'nope'"),
+        (["--missing", "maybe"], "on_missing"),
+        (["--check", "--check-ids", "zzz"], "unknown item id(s) zzz"),
+        (["--device", "tpu9"], "not a valid torch device"),
+        (["-t", "{title}[ by {maker}]"], "template '{title}[ by {maker}]' uses unknown field(s) maker"),
+        (["-b", "0"], "batch_size must be >= 1"),
+    ],
+)
 def test_errors_exit_2_with_message(toy, tmp_path: Path, args: list[str], msg: str) -> None:
     base = ["-e", "test-hash", "--cache-dir", str(tmp_path), "-q"]
     res = runner.invoke(app, ["encode", *base, *args], env={"COLUMNS": "200"})

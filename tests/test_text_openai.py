@@ -31,8 +31,9 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def encoder(server: FakeEmbeddingServer, sleeps: list[float] | None = None, **kw) -> OpenAIEncoder:
-    cfg = OpenAIConfig(base_url=server.base_url, model="fake-embed", api_key_env=KEY_ENV, timeout=5,
-                       backoff_initial=0.25, **kw)
+    cfg = OpenAIConfig(
+        base_url=server.base_url, model="fake-embed", api_key_env=KEY_ENV, timeout=5, backoff_initial=0.25, **kw
+    )
     enc = OpenAIEncoder(cfg, sleep=(sleeps.append if sleeps is not None else time.sleep))
     enc.ensure_loaded()
     return enc
@@ -96,22 +97,33 @@ def test_backoff_is_capped(key: str) -> None:
 def test_retries_exhausted(key: str) -> None:
     sleeps: list[float] = []
     expected = "still failing after 3 attempts; last: HTTP 500: down"
-    with FakeEmbeddingServer(script=[(500, {}, b"down")] * 5) as srv, \
-            pytest.raises(EncoderRequestError, match=expected):
+    with (
+        FakeEmbeddingServer(script=[(500, {}, b"down")] * 5) as srv,
+        pytest.raises(EncoderRequestError, match=expected),
+    ):
         encoder(srv, sleeps, max_retries=2).encode(["a"], batch_size=8)
 
 
-@pytest.mark.parametrize("action, msg", [
-    ("malformed", "is not JSON"),
-    ("no-data", "has no 'data' list"),
-    ("short", "holds 1 embeddings for 2 inputs"),
-    ((200, {}, b'{"data": [{"index": 0, "embedding": [1, "x"]}, {"index": 1, "embedding": [1, 2]}]}'),
-     "non-numbers"),
-    ((200, {}, b'{"data": [{"index": 0, "embedding": [1]}, {"index": 0, "embedding": [2]}]}'),
-     "bad or repeated index"),
-    ((200, {}, b'{"data": [{"index": 0, "embedding": [1]}, {"index": 1, "embedding": [2, 3]}]}'),
-     "differing or zero lengths"),
-])
+@pytest.mark.parametrize(
+    "action, msg",
+    [
+        ("malformed", "is not JSON"),
+        ("no-data", "has no 'data' list"),
+        ("short", "holds 1 embeddings for 2 inputs"),
+        (
+            (200, {}, b'{"data": [{"index": 0, "embedding": [1, "x"]}, {"index": 1, "embedding": [1, 2]}]}'),
+            "non-numbers",
+        ),
+        (
+            (200, {}, b'{"data": [{"index": 0, "embedding": [1]}, {"index": 0, "embedding": [2]}]}'),
+            "bad or repeated index",
+        ),
+        (
+            (200, {}, b'{"data": [{"index": 0, "embedding": [1]}, {"index": 1, "embedding": [2, 3]}]}'),
+            "differing or zero lengths",
+        ),
+    ],
+)
 def test_malformed_responses_are_clear_errors(key: str, action, msg: str) -> None:
     with FakeEmbeddingServer(script=[action]) as srv, pytest.raises(EncoderRequestError, match=msg):
         encoder(srv).encode(["a", "b"], batch_size=8)
@@ -150,8 +162,9 @@ def test_connection_refused_is_retried_then_reported(key: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     sleeps: list[float] = []
-    cfg = OpenAIConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV, max_retries=1,
-                       backoff_initial=0.0, timeout=2)
+    cfg = OpenAIConfig(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV, max_retries=1, backoff_initial=0.0, timeout=2
+    )
     enc = OpenAIEncoder(cfg, sleep=sleeps.append)
     with pytest.raises(EncoderRequestError, match="connection failed"):
         enc.encode(["a"], batch_size=1)
@@ -175,8 +188,13 @@ def test_config_validation() -> None:
 def test_end_to_end_through_build_and_cache(key: str, tmp_path: Path) -> None:
     ds = titles_dataset(["Milk", "Tea", "Coffee", "Milk"])
     with FakeEmbeddingServer(dim=4) as srv:
-        cfg = TextConfig(encoder="openai", batch_size=2, cache_dir=str(tmp_path), device="cpu",
-                         encoder_config={"base_url": srv.base_url, "model": "fake", "api_key_env": KEY_ENV})
+        cfg = TextConfig(
+            encoder="openai",
+            batch_size=2,
+            cache_dir=str(tmp_path),
+            device="cpu",
+            encoder_config={"base_url": srv.base_url, "model": "fake", "api_key_env": KEY_ENV},
+        )
         emb = build_text_embeddings(ds, cfg, progress=False)
         assert emb.matrix.shape == (5, 4) and emb.encoded == 3 and len(srv.requests) == 2
         np.testing.assert_allclose(emb.matrix[2].numpy(), fake_vector("Tea", 4), rtol=1e-6)

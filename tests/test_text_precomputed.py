@@ -107,12 +107,15 @@ def test_nan_rows_and_out_of_range_rows(tmp_path: Path) -> None:
         run(tmp_path, path=str(tmp_path / "m.npy"))
 
 
-@pytest.mark.parametrize("content, msg", [
-    ("{not json", "not valid JSON"),
-    ('{"i1": "two"}', "is not an integer"),
-    ("[]", "id map is empty"),
-    ("3", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content, msg",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"i1": "two"}', "is not an integer"),
+        ("[]", "id map is empty"),
+        ("3", "expected a JSON object"),
+    ],
+)
 def test_bad_id_maps(tmp_path: Path, content: str, msg: str) -> None:
     np.save(tmp_path / "m.npy", matrix())
     (tmp_path / "m.json").write_text(content)

@@ -27,15 +27,23 @@ def test_title_template_without_title_column_lists_columns() -> None:
 
 
 def test_faerec_template_skips_missing_fields_and_flattens_lists() -> None:
-    t = table([
-        {"title": "Milk Duds", "brand": "Hershey", "price": "$3.50", "categories": "['Grocery', ['Candy']]",
-         "description": "Chewy caramel."},
-        {"title": "Tea", "brand": "", "price": "", "categories": "", "description": ""},
-        {"title": "", "brand": "", "price": "", "categories": "", "description": ""},
-    ])
+    t = table(
+        [
+            {
+                "title": "Milk Duds",
+                "brand": "Hershey",
+                "price": "$3.50",
+                "categories": "['Grocery', ['Candy']]",
+                "description": "Chewy caramel.",
+            },
+            {"title": "Tea", "brand": "", "price": "", "categories": "", "description": ""},
+            {"title": "", "brand": "", "price": "", "categories": "", "description": ""},
+        ]
+    )
     r = render_texts(t, "faerec")
-    assert r.texts[1] == ("Title: Milk Duds. Brand: Hershey. Price: $3.50. Categories: Grocery, Candy. "
-                          "Description: Chewy caramel.")
+    assert r.texts[1] == (
+        "Title: Milk Duds. Brand: Hershey. Price: $3.50. Categories: Grocery, Candy. Description: Chewy caramel."
+    )
     assert r.texts[2] == "Title: Tea."
     assert r.texts[3] == ""
     assert 3 in r.missing
@@ -52,11 +60,13 @@ def test_faerec_needs_some_attribute() -> None:
 
 
 def test_custom_required_optional_and_segment() -> None:
-    t = table([
-        {"title": "Milk", "brand": "Acme", "price": "2"},
-        {"title": "Tea", "brand": "", "price": "3"},
-        {"title": "", "brand": "Acme", "price": "1"},
-    ])
+    t = table(
+        [
+            {"title": "Milk", "brand": "Acme", "price": "2"},
+            {"title": "Tea", "brand": "", "price": "3"},
+            {"title": "", "brand": "Acme", "price": "1"},
+        ]
+    )
     r = render_texts(t, "{title}[ by {brand}][, ${price}]")
     assert r.texts[1:] == ["Milk by Acme, $2", "Tea, $3", ""]
     assert r.missing == {3: "required field 'title' is missing"}
@@ -77,15 +87,18 @@ def test_custom_unknown_field_lists_available() -> None:
     assert "maker" in str(err.value) and "brand, title" in str(err.value)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ("{title", "no closing"),
-    ("title}", "unmatched '}'"),
-    ("[{title}", "never closed"),
-    ("{title}]", "unmatched ']'"),
-    ("[a [{title}]]", "cannot be nested"),
-    ("{}", "empty or malformed"),
-    ("no fields here {{}}", "has no {field}"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ("{title", "no closing"),
+        ("title}", "unmatched '}'"),
+        ("[{title}", "never closed"),
+        ("{title}]", "unmatched ']'"),
+        ("[a [{title}]]", "cannot be nested"),
+        ("{}", "empty or malformed"),
+        ("no fields here {{}}", "has no {field}"),
+    ],
+)
 def test_malformed_templates(bad: str, msg: str) -> None:
     with pytest.raises(TextError, match=msg):
         parse_template(bad)

@@ -18,8 +18,11 @@ def build(toy_dataset, loss="ce", backbone="sasrec", seed=0):
     split = make_split(toy_dataset)
     ctx = MethodContext(toy_dataset.num_items, split.config.max_len, compute_item_stats(toy_dataset))
     set_seed(seed)
-    method = METHODS.build("sequential", {"loss": loss, "backbone": backbone, "hidden_size": 32,
-                                          "backbone_config": {"dropout": 0.1}}, context=ctx)
+    method = METHODS.build(
+        "sequential",
+        {"loss": loss, "backbone": backbone, "hidden_size": 32, "backbone_config": {"dropout": 0.1}},
+        context=ctx,
+    )
     return method, split
 
 
@@ -64,8 +67,12 @@ def test_interrupted_training_resumes_to_the_same_result(toy_dataset, tmp_path):
     ref = fit(full, split, tmp_path / "ref", epochs=4, patience=100)
 
     part, _ = build(toy_dataset, loss="bce")
-    trainer = Trainer(part, split, TrainConfig(epochs=4, batch_size=32, lr=5e-3, progress=False, seed=0,
-                                               patience=100), EvalConfig(ks=[10]))
+    trainer = Trainer(
+        part,
+        split,
+        TrainConfig(epochs=4, batch_size=32, lr=5e-3, progress=False, seed=0, patience=100),
+        EvalConfig(ks=[10]),
+    )
     # Simulate a crash after epoch 2: run 2 epochs, then mark the phase unfinished with its last state.
     calls = {"n": 0}
     original = trainer.validate

@@ -51,8 +51,12 @@ class HashEncoder(TextEncoder):
     encoded_texts: ClassVar[list[str]] = []
 
     def identity(self) -> dict[str, Any]:
-        return {"encoder": "test-hash", "dim": self.config.dim, "version": self.config.version,
-                "normalize": self.config.normalize}
+        return {
+            "encoder": "test-hash",
+            "dim": self.config.dim,
+            "version": self.config.version,
+            "normalize": self.config.normalize,
+        }
 
     def load(self) -> None:
         HashEncoder.loads += 1

@@ -37,8 +37,7 @@ DEFAULT_OUT = "/work/venvs/recbole_data"
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=DEFAULT_DATA, help="PAD prime_pantry folder")
-    ap.add_argument("--out", default=DEFAULT_OUT,
-                    help="RecBole data_path; the file goes to OUT/prime_pantry/")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="RecBole data_path; the file goes to OUT/prime_pantry/")
     args = ap.parse_args(argv)
 
     meta_path = os.path.join(args.data, "metadata_Prime_Pantry.csv")
@@ -63,8 +62,7 @@ def main(argv=None) -> int:
     n_users = n_inter = n_repeat_test = 0
     items_seen: set[int] = set()
     lengths = []
-    with open(hist_path, newline="", encoding="utf-8") as f, \
-            open(out_path, "w", encoding="utf-8", newline="") as g:
+    with open(hist_path, newline="", encoding="utf-8") as f, open(out_path, "w", encoding="utf-8", newline="") as g:
         reader = csv.reader(f)
         header = next(reader)
         if header[1:] != ["user", "history"]:

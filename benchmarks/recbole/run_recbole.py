@@ -41,15 +41,23 @@ class WallCapReached(Exception):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(MODELS), required=True)
-    ap.add_argument("--data-path", default="/work/venvs/recbole_data",
-                    help="folder holding prime_pantry/prime_pantry.inter (make_atomic.py --out)")
-    ap.add_argument("--work-dir", default="/work/venvs/recbole_work",
-                    help="cwd for RecBole's log/, saved/ and log_tensorboard/ (outside the repo)")
-    ap.add_argument("--out", default=None,
-                    help="JSON path (default benchmarks/results/recbole_<model>_prime_pantry.json)")
+    ap.add_argument(
+        "--data-path",
+        default="/work/venvs/recbole_data",
+        help="folder holding prime_pantry/prime_pantry.inter (make_atomic.py --out)",
+    )
+    ap.add_argument(
+        "--work-dir",
+        default="/work/venvs/recbole_work",
+        help="cwd for RecBole's log/, saved/ and log_tensorboard/ (outside the repo)",
+    )
+    ap.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/recbole_<model>_prime_pantry.json)"
+    )
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--max-minutes", type=float, default=40.0,
-                    help="wall-time cap for training (fit); checked before each epoch")
+    ap.add_argument(
+        "--max-minutes", type=float, default=40.0, help="wall-time cap for training (fit); checked before each epoch"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2020)
     return ap.parse_args(argv)
@@ -59,8 +67,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         print("WARNING: OMP_WAIT_POLICY is not PASSIVE", file=sys.stderr)
-    out_json = os.path.abspath(args.out) if args.out else os.path.join(
-        REPO, "benchmarks", "results", f"recbole_{args.model}_prime_pantry.json")
+    out_json = (
+        os.path.abspath(args.out)
+        if args.out
+        else os.path.join(REPO, "benchmarks", "results", f"recbole_{args.model}_prime_pantry.json")
+    )
     config_files = [os.path.join(HERE, "base.yaml"), os.path.join(HERE, MODELS[args.model])]
     os.makedirs(args.work_dir, exist_ok=True)
     os.chdir(args.work_dir)
@@ -85,8 +96,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "checkpoint_dir": os.path.join(args.work_dir, "saved"),
     }
-    config = Config(model=None, dataset="prime_pantry",
-                    config_file_list=config_files, config_dict=overrides)
+    config = Config(model=None, dataset="prime_pantry", config_file_list=config_files, config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -98,18 +108,20 @@ def main(argv=None) -> int:
     dataset = create_dataset(config)
     logger.info(dataset)
     counts = {  # before data_preparation (which rebuilds inter_feat)
-        "users": int(dataset.user_num - 1),          # minus padding id 0
+        "users": int(dataset.user_num - 1),  # minus padding id 0
         "items": int(dataset.item_num - 1),
         "interactions": int(dataset.inter_num),
     }
     train_data, valid_data, test_data = data_preparation(config, dataset)
     t_data = time.time() - t0
 
-    counts.update({
-        "train_examples_per_epoch": int(len(train_data._dataset)),
-        "valid_users": int(len(valid_data._dataset)),
-        "test_users": int(len(test_data._dataset)),
-    })
+    counts.update(
+        {
+            "train_examples_per_epoch": int(len(train_data._dataset)),
+            "valid_users": int(len(valid_data._dataset)),
+            "test_users": int(len(test_data._dataset)),
+        }
+    )
     expected = {"users": 12871, "items": 8347, "interactions": 115004}
     counts_match = all(counts[k] == v for k, v in expected.items())
 
@@ -136,13 +148,11 @@ def main(argv=None) -> int:
             if s[-offset] != it:
                 bad_target += 1
             hist = list(dataset.id2token(itf, lists[k][: lens[k]]))
-            if hist != s[: len(s) - offset][-config["MAX_ITEM_LIST_LENGTH"]:]:
+            if hist != s[: len(s) - offset][-config["MAX_ITEM_LIST_LENGTH"] :]:
                 bad_hist += 1
-        return {"rows": len(users), "target_mismatches": bad_target,
-                "history_mismatches": bad_hist}
+        return {"rows": len(users), "target_mismatches": bad_target, "history_mismatches": bad_hist}
 
-    protocol_check = {"valid_vs_seq[-2]": check(valid_data, 2),
-                      "test_vs_seq[-1]": check(test_data, 1)}
+    protocol_check = {"valid_vs_seq[-2]": check(valid_data, 2), "test_vs_seq[-1]": check(test_data, 1)}
     repeat_test = sum(1 for s in seqs.values() if s[-1] in s[:-1])
     logger.info(f"counts={counts} match={counts_match} protocol_check={protocol_check}")
 
@@ -154,9 +164,9 @@ def main(argv=None) -> int:
     BaseTrainer = get_trainer(config["MODEL_TYPE"], config["model"])
 
     epoch_train_s: list[float] = []
-    epoch_train_cpu_s: list[float] = []   # process CPU time (all threads), less load-sensitive
+    epoch_train_cpu_s: list[float] = []  # process CPU time (all threads), less load-sensitive
     epoch_valid_cpu_s: list[float] = []
-    epoch_load1: list[float] = []         # 1-min load average at the end of each epoch
+    epoch_load1: list[float] = []  # 1-min load average at the end of each epoch
     epoch_valid_s: list[float] = []
     epoch_loss: list[float] = []
     epoch_valid: list[dict] = []
@@ -172,7 +182,8 @@ def main(argv=None) -> int:
                     state["capped"] = True
                     raise WallCapReached(
                         f"stopping before epoch {epoch_idx}: {elapsed:.0f}s elapsed + "
-                        f"{per_epoch:.0f}s/epoch > cap {cap_s:.0f}s")
+                        f"{per_epoch:.0f}s/epoch > cap {cap_s:.0f}s"
+                    )
             t, c = time.perf_counter(), time.process_time()
             loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
             epoch_train_s.append(time.perf_counter() - t)
@@ -197,8 +208,7 @@ def main(argv=None) -> int:
     state["fit_start"] = time.time()
     stop_reason = None
     try:
-        trainer.fit(train_data, valid_data, saved=True,
-                    show_progress=config["show_progress"])
+        trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
     except WallCapReached as e:
         stop_reason = f"wall-time cap ({args.max_minutes:g} min): {e}"
         logger.info(stop_reason)
@@ -220,8 +230,7 @@ def main(argv=None) -> int:
 
     # ---- test with the best-validation checkpoint --------------------------
     t = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=True,
-                                   show_progress=False)
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     test_eval_s = time.perf_counter() - t
     test_result = {k: float(v) for k, v in test_result.items()}
     # Also re-evaluate validation with the loaded checkpoint (sanity).
@@ -235,23 +244,49 @@ def main(argv=None) -> int:
         "model": config["model"],
         "dataset": "prime_pantry (PAD release), atomic file from benchmarks/recbole/make_atomic.py",
         "versions": {
-            "recbole": recbole.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
+            "recbole": recbole.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
         },
-        "machine": {"cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                    "autograd_anomaly_detection": anomaly,
-                    "platform": platform.platform()},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "autograd_anomaly_detection": anomaly,
+            "platform": platform.platform(),
+        },
         "config": {
-            k: (config[k] if isinstance(config[k], (int, float, str, bool, list, dict, type(None)))
-                else str(config[k]))
-            for k in ["loss_type", "learner", "learning_rate", "weight_decay", "train_batch_size",
-                      "eval_batch_size", "epochs", "stopping_step", "MAX_ITEM_LIST_LENGTH",
-                      "eval_args", "metrics", "topk", "valid_metric", "seed",
-                      "user_inter_num_interval", "item_inter_num_interval",
-                      "n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
-                      "attn_dropout_prob", "hidden_act", "embedding_size", "num_layers",
-                      "dropout_prob"] if k in config
+            k: (config[k] if isinstance(config[k], (int, float, str, bool, list, dict, type(None))) else str(config[k]))
+            for k in [
+                "loss_type",
+                "learner",
+                "learning_rate",
+                "weight_decay",
+                "train_batch_size",
+                "eval_batch_size",
+                "epochs",
+                "stopping_step",
+                "MAX_ITEM_LIST_LENGTH",
+                "eval_args",
+                "metrics",
+                "topk",
+                "valid_metric",
+                "seed",
+                "user_inter_num_interval",
+                "item_inter_num_interval",
+                "n_layers",
+                "n_heads",
+                "hidden_size",
+                "inner_size",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "hidden_act",
+                "embedding_size",
+                "num_layers",
+                "dropout_prob",
+            ]
+            if k in config
         },
         "config_files": [os.path.relpath(p, REPO) for p in config_files],
         "max_minutes": args.max_minutes,
@@ -264,7 +299,8 @@ def main(argv=None) -> int:
             "RecBole's sequential full ranking masks only the padding item; items already in the "
             f"user's history stay rankable ({repeat_test} of {counts['test_users']} test targets "
             "repeat an earlier item and can be hit). padrec's PAD protocol removes history items, "
-            "so compare with padrec run under the same history handling."),
+            "so compare with padrec run under the same history handling."
+        ),
         "seconds_per_train_epoch_mean": mean(epoch_train_s),
         "seconds_per_full_eval_mean": mean(epoch_valid_s),
         "seconds_per_train_epoch_median": float(np.median(epoch_train_s)) if epoch_train_s else None,
@@ -276,7 +312,8 @@ def main(argv=None) -> int:
         "load_average_1min_max": max(epoch_load1) if epoch_load1 else None,
         "timing_note": (
             "wall seconds are only comparable when the machine is otherwise idle (load average "
-            "about the thread count); cpu_seconds = process CPU time over all threads."),
+            "about the thread count); cpu_seconds = process CPU time over all threads."
+        ),
         "seconds_test_eval": test_eval_s,
         "seconds_data_preparation": t_data,
         "seconds_fit": fit_s,
@@ -286,16 +323,22 @@ def main(argv=None) -> int:
         "stop_reason": stop_reason,
         "capped": state["capped"],
         "best_valid_epoch": best_epoch,  # 0-based, as in RecBole's log
-        "best_valid": {"hit@10": epoch_valid[best_epoch]["hit@10"],
-                       "ndcg@10": epoch_valid[best_epoch]["ndcg@10"]} if best_epoch is not None else None,
+        "best_valid": {"hit@10": epoch_valid[best_epoch]["hit@10"], "ndcg@10": epoch_valid[best_epoch]["ndcg@10"]}
+        if best_epoch is not None
+        else None,
         "best_valid_reevaluated": valid_best,
         "test": test_result,
         "per_epoch": [
-            {"epoch": e, "train_s": epoch_train_s[e], "train_cpu_s": epoch_train_cpu_s[e],
-             "load1": epoch_load1[e], "train_loss": epoch_loss[e],
-             "valid_s": epoch_valid_s[e] if e < len(epoch_valid_s) else None,
-             "valid_cpu_s": epoch_valid_cpu_s[e] if e < len(epoch_valid_cpu_s) else None,
-             **({"valid_" + k: v for k, v in epoch_valid[e].items()} if e < len(epoch_valid) else {})}
+            {
+                "epoch": e,
+                "train_s": epoch_train_s[e],
+                "train_cpu_s": epoch_train_cpu_s[e],
+                "load1": epoch_load1[e],
+                "train_loss": epoch_loss[e],
+                "valid_s": epoch_valid_s[e] if e < len(epoch_valid_s) else None,
+                "valid_cpu_s": epoch_valid_cpu_s[e] if e < len(epoch_valid_cpu_s) else None,
+                **({"valid_" + k: v for k, v in epoch_valid[e].items()} if e < len(epoch_valid) else {}),
+            }
             for e in range(epochs_run)
         ],
         "checkpoint": trainer.saved_model_file,
@@ -303,9 +346,25 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
         json.dump(result, f, indent=2)
-    print(json.dumps({k: result[k] for k in [
-        "model", "seconds_per_train_epoch_mean", "seconds_per_full_eval_mean", "peak_rss_mb",
-        "epochs_run", "stop_reason", "best_valid_epoch", "best_valid", "test"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in [
+                    "model",
+                    "seconds_per_train_epoch_mean",
+                    "seconds_per_full_eval_mean",
+                    "peak_rss_mb",
+                    "epochs_run",
+                    "stop_reason",
+                    "best_valid_epoch",
+                    "best_valid",
+                    "test",
+                ]
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out_json}")
     return 0
 

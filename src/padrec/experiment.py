@@ -120,8 +120,13 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         tcfg = from_dict(TextConfig, cfg.text, where="text")
         emb = build_text_embeddings(dataset, tcfg, progress=cfg.train.progress)
         text = emb.matrix
-        meta = {"encoder": emb.encoder, "identity": getattr(emb, "identity", None), "template": emb.template,
-                "dim": int(text.shape[1]), "cache_path": str(emb.cache_path) if emb.cache_path else None}
+        meta = {
+            "encoder": emb.encoder,
+            "identity": getattr(emb, "identity", None),
+            "template": emb.template,
+            "dim": int(text.shape[1]),
+            "cache_path": str(emb.cache_path) if emb.cache_path else None,
+        }
     return Prepared(dataset, stats, split, text, meta)
 
 
@@ -140,8 +145,7 @@ def phase_method_config(method_config: dict[str, Any], phase: Phase) -> dict[str
     """The method-config fields that enter ``phase``'s fingerprint: ``phase.config_keys``
     (all when None), less any of ``phase.added_keys`` at its old-behaviour value."""
     keys = method_config if phase.config_keys is None else phase.config_keys
-    return {k: method_config[k] for k in keys
-            if k not in phase.added_keys or method_config[k] != phase.added_keys[k]}
+    return {k: method_config[k] for k in keys if k not in phase.added_keys or method_config[k] != phase.added_keys[k]}
 
 
 def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> dict[str, Any]:
@@ -160,9 +164,13 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
 
-    data_fp = fingerprint(prepared.split.train_inputs, prepared.split.train_targets, prepared.split.valid.targets,
-                          prepared.split.test.targets,
-                          prepared.text_embeddings if prepared.text_embeddings is not None else "no-text")
+    data_fp = fingerprint(
+        prepared.split.train_inputs,
+        prepared.split.train_targets,
+        prepared.split.valid.targets,
+        prepared.split.test.targets,
+        prepared.text_embeddings if prepared.text_embeddings is not None else "no-text",
+    )
     phase_results: list[PhaseResult] = []
     phase_fps: dict[str, str] = {}
     wanted = set(cfg.phases)
@@ -178,8 +186,15 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         # Settings that cannot change the weights do not invalidate a finished phase.
         run_settings = to_dict(tcfg) | {"progress": None, "device": None, "num_threads": None}
         run_settings.pop("trim_memory_every")
-        fp = fingerprint(data_fp, [phase_fps[d] for d in deps if d in phase_fps], phase.name, run_settings,
-                         cfg.method, mcfg, to_dict(cfg.eval))
+        fp = fingerprint(
+            data_fp,
+            [phase_fps[d] for d in deps if d in phase_fps],
+            phase.name,
+            run_settings,
+            cfg.method,
+            mcfg,
+            to_dict(cfg.eval),
+        )
         method.begin_phase(phase.name)
         phase_dir = run_dir / phase.name
         if wanted and phase.name not in wanted:
@@ -194,8 +209,14 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
         trainer = Trainer(method, prepared.split, tcfg, cfg.eval)
         res = trainer.fit(phase.name, phase_dir, fp)
         phase_results.append(res)
-        log.info("phase %s: best epoch %d, valid %s=%.4f (%s)", phase.name, res.best_epoch, tcfg.monitor,
-                 res.best_value, res.stopped)
+        log.info(
+            "phase %s: best epoch %d, valid %s=%.4f (%s)",
+            phase.name,
+            res.best_epoch,
+            tcfg.monitor,
+            res.best_value,
+            res.stopped,
+        )
         phase_fps[phase.name] = fp
 
     method.eval()
@@ -204,9 +225,15 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
     test = evaluate(score, prepared.split.test, prepared.stats, cfg.eval, device=device)
     test_seconds = time.perf_counter() - t_eval
     valid = evaluate(score, prepared.split.valid, prepared.stats, cfg.eval, device=device)
-    model_meta = {"method": cfg.method, "method_config": cfg.method_config, "num_items": prepared.dataset.num_items,
-                  "max_len": prepared.split.config.max_len, "experiment": to_dict(cfg), "text": prepared.text_meta,
-                  "phase": method.phase}
+    model_meta = {
+        "method": cfg.method,
+        "method_config": cfg.method_config,
+        "num_items": prepared.dataset.num_items,
+        "max_len": prepared.split.config.max_len,
+        "experiment": to_dict(cfg),
+        "text": prepared.text_meta,
+        "phase": method.phase,
+    }
     save_weights(method, run_dir / "model.safetensors", model_meta)
     from padrec.serving import export_serving
 
@@ -229,8 +256,12 @@ def run_experiment(cfg: ExperimentConfig, prepared: Prepared | None = None) -> d
 
 def stats_to_json(stats: ItemStats) -> dict[str, Any]:
     """ItemStats as JSON-friendly lists (rebuilt by the serving loader)."""
-    return {f.name: (getattr(stats, f.name).tolist() if hasattr(getattr(stats, f.name), "tolist")
-                     else getattr(stats, f.name)) for f in dataclasses.fields(stats)}
+    return {
+        f.name: (
+            getattr(stats, f.name).tolist() if hasattr(getattr(stats, f.name), "tolist") else getattr(stats, f.name)
+        )
+        for f in dataclasses.fields(stats)
+    }
 
 
 def peak_rss_mb() -> float:
@@ -268,8 +299,9 @@ def final_phase(method: Method, meta: dict[str, Any]) -> str:
     return phase
 
 
-def evaluate_run(method: Method, prepared: Prepared, cfg: EvalConfig, which: str = "test",
-                 device: str = "cpu") -> EvalResult:
+def evaluate_run(
+    method: Method, prepared: Prepared, cfg: EvalConfig, which: str = "test", device: str = "cpu"
+) -> EvalResult:
     """Evaluate a loaded method on the prepared split's ``valid`` or ``test`` set."""
     eval_set = getattr(prepared.split, which)
     return evaluate(make_score_fn(method), eval_set, prepared.stats, cfg, device=resolve_device(device))

@@ -77,8 +77,9 @@ def _seed_results(summary_path: Path, summary: dict[str, Any]) -> list[Path]:
         candidates = [Path(r), base / Path(r).name]
         found = next((c / "results.json" for c in candidates if (c / "results.json").exists()), None)
         if found is None:
-            raise FileNotFoundError(f"{summary_path}: per-seed results '{r}/results.json' not found "
-                                    f"(also looked under {base})")
+            raise FileNotFoundError(
+                f"{summary_path}: per-seed results '{r}/results.json' not found (also looked under {base})"
+            )
         paths.append(found)
     return paths
 
@@ -145,10 +146,12 @@ def relative_lift(a: float | None, b: float | None) -> float | None:
 def _compare_row(ra: dict[str, Any] | None, rb: dict[str, Any] | None, metric: str) -> dict[str, Any]:
     a, b = _metric_value(ra, metric), _metric_value(rb, metric)
     return {
-        "a": a, "b": b,
+        "a": a,
+        "b": b,
         "lift": relative_lift(a, b),
         "diff": None if a is None or b is None else b - a,
-        "users_a": (ra or {}).get("users"), "users_b": (rb or {}).get("users"),
+        "users_a": (ra or {}).get("users"),
+        "users_b": (rb or {}).get("users"),
     }
 
 
@@ -177,10 +180,13 @@ def compare_buckets(
     for name, res in zip(names, (result_a, result_b)):
         overall = res.get("overall") or {}
         if metric not in overall:
-            raise KeyError(f"results of {name} ({res.get('source', 'given dict')}) have no metric {metric!r}; "
-                           f"available: {sorted(overall)}")
+            raise KeyError(
+                f"results of {name} ({res.get('source', 'given dict')}) have no metric {metric!r}; "
+                f"available: {sorted(overall)}"
+            )
     out: dict[str, Any] = {
-        "metric": metric, "names": list(names),
+        "metric": metric,
+        "names": list(names),
         "sources": [result_a.get("source"), result_b.get("source")],
         "overall": _compare_row(result_a["overall"], result_b["overall"], metric),
     }

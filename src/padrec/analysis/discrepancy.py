@@ -109,9 +109,14 @@ def kendall_discrepancy(
     da = pair_distances(a, p, distance)
     db = pair_distances(b, p, distance)
     out: dict[str, Any] = {
-        "names": list(names), "distance": distance, "num_pairs": len(p),
+        "names": list(names),
+        "distance": distance,
+        "num_pairs": len(p),
         "overall": kendall_tau(da, db),
-        "by_target_bucket": {}, "by_history_bucket": {}, "by_target_group": {}, "by_history_group": {},
+        "by_target_bucket": {},
+        "by_history_bucket": {},
+        "by_target_group": {},
+        "by_history_group": {},
     }
     if buckets is not None:
         bk = np.asarray(buckets, dtype=np.int64)

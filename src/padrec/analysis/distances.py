@@ -137,8 +137,15 @@ def summary_stats(x: np.ndarray) -> dict[str, float]:
         return {"count": 0}
     q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
-        "count": len(x), "mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()),
-        "q05": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]), "q95": float(q[4]),
+        "count": len(x),
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "min": float(x.min()),
+        "q05": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "q95": float(q[4]),
         "max": float(x.max()),
     }
 
@@ -216,9 +223,16 @@ def distance_distributions(
     dists = {name: pair_distances(a, p, distance) for name, a in arrays.items()}
     near_idx, far_idx = split_near_far(dists[reference], fraction)
     result: dict[str, Any] = {
-        "spaces": list(arrays), "reference": reference, "fraction": fraction, "distance": distance,
-        "num_pairs": len(p), "group_size": len(near_idx),
-        "normalizer": {}, "stats": {}, "overlap": {}, "rank_correlation": {},
+        "spaces": list(arrays),
+        "reference": reference,
+        "fraction": fraction,
+        "distance": distance,
+        "num_pairs": len(p),
+        "group_size": len(near_idx),
+        "normalizer": {},
+        "stats": {},
+        "overlap": {},
+        "rank_correlation": {},
     }
     samples: dict[str, dict[str, np.ndarray]] = {}
     for name, d in dists.items():

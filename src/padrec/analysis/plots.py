@@ -119,10 +119,13 @@ def plot_bucket_comparison(comparison: dict[str, Any], path: str | Path) -> Path
     buckets = comparison["by_bucket"]
     groups = comparison["by_group"]
     bkeys = sorted(buckets, key=int)
-    gkeys = [g for g in ("warm", "median", "cold") if g in groups] + [g for g in groups if g not in ("warm", "median", "cold")]
+    gkeys = [g for g in ("warm", "median", "cold") if g in groups] + [
+        g for g in groups if g not in ("warm", "median", "cold")
+    ]
     fig = new_figure((max(7.0, 0.62 * len(bkeys) + 0.9 * len(gkeys) + 3.5), 4.6))
     axes = fig.subplots(
-        1, 2,
+        1,
+        2,
         gridspec_kw={"width_ratios": [max(len(bkeys), 1), max(len(gkeys), 1) + 0.6]},
     )
     panels = [
@@ -142,8 +145,16 @@ def plot_bucket_comparison(comparison: dict[str, Any], path: str | Path) -> Path
             lift = rows[k].get("lift")
             h = np.nanmax([a[i], b[i], 0.0])
             color = "0.35" if lift is None else (COLOR_UP if lift >= 0 else COLOR_DOWN)
-            ax.text(x[i], h + 0.02 * top, _fmt_lift(lift, rows[k].get("a"), rows[k].get("b")), ha="center", va="bottom", fontsize=8,
-                    color=color, rotation=90 if len(keys) > 12 else 0)
+            ax.text(
+                x[i],
+                h + 0.02 * top,
+                _fmt_lift(lift, rows[k].get("a"), rows[k].get("b")),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=color,
+                rotation=90 if len(keys) > 12 else 0,
+            )
         labels = []
         for k in keys:
             users = rows[k].get("users_a", rows[k].get("users"))
@@ -200,10 +211,16 @@ def plot_discrepancy(result: dict[str, Any], path: str | Path) -> Path:
         ax.bar(pos, np.nan_to_num(taus), width, color=color, label=label)
         for p, t in zip(pos, taus):
             up = not math.isfinite(t) or t >= 0
-            ax.text(p, (t if math.isfinite(t) else 0.0) + (pad if up else -pad),
-                    f"{t:.{digits}f}" if math.isfinite(t) else "n/a",
-                    ha="center", va="bottom" if up else "top", fontsize=7, rotation=90 if crowded else 0,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6})
+            ax.text(
+                p,
+                (t if math.isfinite(t) else 0.0) + (pad if up else -pad),
+                f"{t:.{digits}f}" if math.isfinite(t) else "n/a",
+                ha="center",
+                va="bottom" if up else "top",
+                fontsize=7,
+                rotation=90 if crowded else 0,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6},
+            )
     if overall is not None and math.isfinite(overall):
         ax.axhline(overall, color="k", ls="--", lw=1, label=f"overall τ = {overall:.3f}", zorder=1.5)
     ax.axhline(0, color="0.5", lw=0.8)
@@ -214,8 +231,11 @@ def plot_discrepancy(result: dict[str, Any], path: str | Path) -> Path:
     head = 0.22 if crowded else 0.12
     ax.set_ylim(lo - head * span if lo < 0 else 0.0, hi + head * span)
     names = result.get("names", ["A", "B"])
-    ax.set_title(f"Distance agreement of (history, target) pairs: {names[0]} vs {names[1]}\n"
-                 f"{result.get('distance', '')} distance, {result.get('num_pairs', 0):,} pairs", fontsize=10)
+    ax.set_title(
+        f"Distance agreement of (history, target) pairs: {names[0]} vs {names[1]}\n"
+        f"{result.get('distance', '')} distance, {result.get('num_pairs', 0):,} pairs",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
@@ -254,10 +274,22 @@ def plot_distance_distributions(
         if hi <= lo:
             hi = lo + 1e-6
         edges = np.linspace(lo, hi, bins + 1)
-        ax.hist(near, bins=edges, density=True, alpha=0.55, color=COLOR_NEAR,
-                label=f"nearest {frac:.0%} of pairs by {ref} distance")
-        ax.hist(far, bins=edges, density=True, alpha=0.55, color=COLOR_FAR,
-                label=f"farthest {frac:.0%} of pairs by {ref} distance")
+        ax.hist(
+            near,
+            bins=edges,
+            density=True,
+            alpha=0.55,
+            color=COLOR_NEAR,
+            label=f"nearest {frac:.0%} of pairs by {ref} distance",
+        )
+        ax.hist(
+            far,
+            bins=edges,
+            density=True,
+            alpha=0.55,
+            color=COLOR_FAR,
+            label=f"farthest {frac:.0%} of pairs by {ref} distance",
+        )
         for arr, color in ((near, COLOR_NEAR), (far, COLOR_FAR)):
             if len(arr):
                 ax.axvline(float(np.median(arr)), color=color, ls="--", lw=1)
@@ -281,9 +313,11 @@ def plot_distance_distributions(
     handles.append(Line2D([], [], color="0.3", ls="--", lw=1))
     labels.append("median of each group")
     fig.legend(handles, labels, fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
-    fig.suptitle(f"Pairs split by {ref}-embedding distance "
-                 f"({result.get('num_pairs', 0):,} {result.get('pair_source', '')} pairs, "
-                 f"{result.get('distance', '')})", fontsize=10)
+    fig.suptitle(
+        f"Pairs split by {ref}-embedding distance "
+        f"({result.get('num_pairs', 0):,} {result.get('pair_source', '')} pairs, "
+        f"{result.get('distance', '')})",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure_atomic(fig, path)
-

@@ -118,15 +118,18 @@ def _written(*paths: Path) -> None:
 def register(app: typer.Typer) -> None:
     analyze_app = typer.Typer(
         help="Analyses of trained runs: per-bucket comparison (PAD Fig. 2), embedding "
-             "discrepancy (Fig. 6), near/far distance distributions (Fig. 3).",
+        "discrepancy (Fig. 6), near/far distance distributions (Fig. 3).",
         no_args_is_help=True,
     )
     app.add_typer(analyze_app, name="analyze")
 
     @analyze_app.command("buckets")
     def buckets_command(
-        run_a: Path = typer.Argument(..., help="Baseline run: a run dir (results.json), a multi-seed dir "
-                                     "(summary.json; averaged over seeds) or a results JSON file."),
+        run_a: Path = typer.Argument(
+            ...,
+            help="Baseline run: a run dir (results.json), a multi-seed dir "
+            "(summary.json; averaged over seeds) or a results JSON file.",
+        ),
         run_b: Path = typer.Argument(..., help="Challenger run, same kinds as RUN_A."),
         metric: str = typer.Option("NDCG@10", help="Metric to compare, e.g. NDCG@10 or HR@10."),
         split: str = typer.Option("test", help="Results split: test or valid."),
@@ -162,8 +165,14 @@ def register(app: typer.Typer) -> None:
         sections = [("overall", comp["overall"])] + [(f"bucket {k}", r) for k, r in comp["by_bucket"].items()]
         sections += list(comp["by_group"].items())
         for i, (label, row) in enumerate(sections):
-            t.add_row(label, _fmt(row.get("users_a")), _fmt(row["a"]), _fmt(row["b"]), _fmt_lift(row["lift"]),
-                      end_section=(i == 0 or i == len(comp["by_bucket"])))
+            t.add_row(
+                label,
+                _fmt(row.get("users_a")),
+                _fmt(row["a"]),
+                _fmt(row["b"]),
+                _fmt_lift(row["lift"]),
+                end_section=(i == 0 or i == len(comp["by_bucket"])),
+            )
         console.print(t)
         _written(png, js)
 
@@ -171,15 +180,19 @@ def register(app: typer.Typer) -> None:
     def discrepancy_command(
         run_a: Path = typer.Argument(..., help="Run dir of model A (holds model.json)."),
         run_b: Path = typer.Argument(..., help="Run dir of model B (may equal RUN_A to compare two of its tables)."),
-        table_a: str = typer.Option("id", help="Table of A: a name from method.item_embeddings() (id, text, ...) "
-                                    "or raw-text; 'text' means raw text when the method has no text table."),
+        table_a: str = typer.Option(
+            "id",
+            help="Table of A: a name from method.item_embeddings() (id, text, ...) "
+            "or raw-text; 'text' means raw text when the method has no text table.",
+        ),
         table_b: str = typer.Option("id", help="Table of B (same choices)."),
         distance: str = typer.Option("euclidean", help="euclidean or cosine."),
         max_pairs: int = typer.Option(200_000, help="Sample at most this many (history, target) pairs (0 = all)."),
         seed: int = typer.Option(0, help="Seed of the pair sample."),
         split: str = typer.Option("test", help="Pairs from the test or valid sequences."),
-        keep_repeats: bool = typer.Option(False, "--keep-repeats", help="Keep pairs whose history item is "
-                                          "the target itself (dropped by default)."),
+        keep_repeats: bool = typer.Option(
+            False, "--keep-repeats", help="Keep pairs whose history item is the target itself (dropped by default)."
+        ),
         name_a: str | None = typer.Option(None, help="Display name of A (default: RUN_A's directory name)."),
         name_b: str | None = typer.Option(None, help="Display name of B."),
         out: Path = typer.Option(Path("analysis"), "--out", "-o", help="Output directory for PNG + JSON."),
@@ -221,12 +234,22 @@ def register(app: typer.Typer) -> None:
         if len(pairs) < 2:
             fail(f"{run_a}: fewer than 2 (history, target) pairs in the {split} set")
         try:
-            res = kendall_discrepancy(emb_a, emb_b, pairs, prep_a.stats.bucket, distance,
-                                      groups=prep_a.stats.group, names=names)
+            res = kendall_discrepancy(
+                emb_a, emb_b, pairs, prep_a.stats.bucket, distance, groups=prep_a.stats.group, names=names
+            )
         except ValueError as exc:
             fail(str(exc))
-        res.update({"runs": [str(run_a), str(run_b)], "tables": [table_a, table_b], "table_sources": [src_a, src_b],
-                    "split": split, "max_pairs": max_pairs, "seed": seed, "drop_repeats": not keep_repeats})
+        res.update(
+            {
+                "runs": [str(run_a), str(run_b)],
+                "tables": [table_a, table_b],
+                "table_sources": [src_a, src_b],
+                "split": split,
+                "max_pairs": max_pairs,
+                "seed": seed,
+                "drop_repeats": not keep_repeats,
+            }
+        )
         stem = out / f"discrepancy_{_slug(names[0])}_vs_{_slug(names[1])}_{distance}"
         png = plot_discrepancy(res, stem.with_suffix(".png"))
         js = write_json_atomic(stem.with_suffix(".json"), res)
@@ -239,8 +262,14 @@ def register(app: typer.Typer) -> None:
         keys = list(res["by_target_bucket"])
         for i, k in enumerate(keys):
             rt, rh = res["by_target_bucket"][k], res["by_history_bucket"].get(k, {})
-            t.add_row(f"bucket {k}", _fmt(rt["pairs"]), _fmt(rt["tau"], 3), _fmt(rh.get("pairs")),
-                      _fmt(rh.get("tau"), 3), end_section=(i == len(keys) - 1))
+            t.add_row(
+                f"bucket {k}",
+                _fmt(rt["pairs"]),
+                _fmt(rt["tau"], 3),
+                _fmt(rh.get("pairs")),
+                _fmt(rh.get("tau"), 3),
+                end_section=(i == len(keys) - 1),
+            )
         for g, rt in res["by_target_group"].items():
             rh = res["by_history_group"].get(g, {})
             t.add_row(g, _fmt(rt["pairs"]), _fmt(rt["tau"], 3), _fmt(rh.get("pairs")), _fmt(rh.get("tau"), 3))
@@ -252,11 +281,14 @@ def register(app: typer.Typer) -> None:
     def distances_command(
         run: Path = typer.Argument(..., help="Run dir (holds model.json)."),
         id_table: str = typer.Option("id", help="Reference table from method.item_embeddings()."),
-        text_table: str = typer.Option(RAW_TEXT, help="Table compared with it: raw-text (the run's item-text "
-                                       "embeddings) or a method table name."),
+        text_table: str = typer.Option(
+            RAW_TEXT, help="Table compared with it: raw-text (the run's item-text embeddings) or a method table name."
+        ),
         pairs: int = typer.Option(100_000, "--pairs", "-m", help="Number of item pairs M."),
-        pair_source: str = typer.Option("random", help="random: M distinct random item pairs; cooccur: M "
-                                        "(history, target) pairs of the test sequences."),
+        pair_source: str = typer.Option(
+            "random",
+            help="random: M distinct random item pairs; cooccur: M (history, target) pairs of the test sequences.",
+        ),
         fraction: float = typer.Option(0.1, help="Share of pairs in the near and in the far group."),
         distance: str = typer.Option("euclidean", help="euclidean or cosine."),
         seed: int = typer.Option(0, help="Seed of the pair sample."),
@@ -297,27 +329,44 @@ def register(app: typer.Typer) -> None:
         if len(spaces) < 2:
             fail(f"--id-table and --text-table name the same table '{id_table}'")
         try:
-            res, samples = distance_distributions(spaces, item_pairs, reference=id_table, fraction=fraction,
-                                                  distance=distance, return_samples=True)
+            res, samples = distance_distributions(
+                spaces, item_pairs, reference=id_table, fraction=fraction, distance=distance, return_samples=True
+            )
         except ValueError as exc:
             fail(str(exc))
-        res.update({"run": str(run), "pair_source": pair_source, "seed": seed,
-                    "table_sources": {id_table: src_id, list(spaces)[1]: src_text}})
+        res.update(
+            {
+                "run": str(run),
+                "pair_source": pair_source,
+                "seed": seed,
+                "table_sources": {id_table: src_id, list(spaces)[1]: src_text},
+            }
+        )
         stem = out / f"distances_{_slug(run.resolve().name)}_{_slug(id_table)}_vs_{_slug(list(spaces)[1])}_{distance}"
         png = plot_distance_distributions(res, samples, stem.with_suffix(".png"))
         js = write_json_atomic(stem.with_suffix(".json"), res)
 
-        t = Table(title=f"{res['num_pairs']:,} {pair_source} pairs; nearest / farthest {fraction:.0%} by "
-                        f"{id_table} distance ({distance}, ÷ mean distance)")
+        t = Table(
+            title=f"{res['num_pairs']:,} {pair_source} pairs; nearest / farthest {fraction:.0%} by "
+            f"{id_table} distance ({distance}, ÷ mean distance)"
+        )
         for col in ("space", "group", "mean", "median", "q05", "q95", "overlap", "AUC", "τ vs ref"):
             t.add_column(col, justify="left" if col in ("space", "group") else "right")
         for space in res["spaces"]:
             ovl = res["overlap"][space]
             for j, grp in enumerate(("near", "far")):
                 st = res["stats"][space][grp]
-                t.add_row(space if j == 0 else "", grp, _fmt(st["mean"], 3), _fmt(st["median"], 3),
-                          _fmt(st["q05"], 3), _fmt(st["q95"], 3),
-                          _fmt(ovl["overlap"], 3) if j == 0 else "", _fmt(ovl["auc"], 3) if j == 0 else "",
-                          _fmt(res["rank_correlation"][space], 3) if j == 0 else "", end_section=(j == 1))
+                t.add_row(
+                    space if j == 0 else "",
+                    grp,
+                    _fmt(st["mean"], 3),
+                    _fmt(st["median"], 3),
+                    _fmt(st["q05"], 3),
+                    _fmt(st["q95"], 3),
+                    _fmt(ovl["overlap"], 3) if j == 0 else "",
+                    _fmt(ovl["auc"], 3) if j == 0 else "",
+                    _fmt(res["rank_correlation"][space], 3) if j == 0 else "",
+                    end_section=(j == 1),
+                )
         console.print(t)
         _written(png, js)

@@ -10,8 +10,11 @@ from padrec.commands.common import console, fail, setup_logging
 def register(app: typer.Typer) -> None:
     @app.command("data")
     def data_command(
-        dataset: str = typer.Argument("prime_pantry", help="Built-in/shared dataset name (prime_pantry, beauty, "
-                                      "food, yelp, games) or a path to a file/directory in a supported format."),
+        dataset: str = typer.Argument(
+            "prime_pantry",
+            help="Built-in/shared dataset name (prime_pantry, beauty, "
+            "food, yelp, games) or a path to a file/directory in a supported format.",
+        ),
         protocol: str = typer.Option("pad", help="Split protocol: pad or faerec."),
         max_len: int = typer.Option(0, help="History window (0 = the protocol's default)."),
         buckets: int = typer.Option(10, help="Number of equal-mass frequency buckets."),

@@ -63,15 +63,28 @@ def register(app: typer.Typer) -> None:
 
     @app.command("encode", help=_HELP)
     def encode_command(
-        dataset: str = typer.Argument("prime_pantry", help="Built-in/shared dataset name (prime_pantry, games, "
-                                      "...) or a path to a dataset file/directory."),
-        encoder: str = typer.Option("sentence-transformers", "--encoder", "-e",
-                                    help="Encoder: sentence-transformers, causal-lm, openai or precomputed."),
-        option: Annotated[list[str] | None, typer.Option(
-            "--option", "-o", metavar="KEY=VALUE",
-            help="Encoder option, repeatable (e.g. -o model=/path -o dtype=bfloat16).")] = None,
-        template: str = typer.Option("title", "--template", "-t",
-                                     help="title, faerec, or a template string like '{title}[ by {brand}]'."),
+        dataset: str = typer.Argument(
+            "prime_pantry",
+            help="Built-in/shared dataset name (prime_pantry, games, ...) or a path to a dataset file/directory.",
+        ),
+        encoder: str = typer.Option(
+            "sentence-transformers",
+            "--encoder",
+            "-e",
+            help="Encoder: sentence-transformers, causal-lm, openai or precomputed.",
+        ),
+        option: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--option",
+                "-o",
+                metavar="KEY=VALUE",
+                help="Encoder option, repeatable (e.g. -o model=/path -o dtype=bfloat16).",
+            ),
+        ] = None,
+        template: str = typer.Option(
+            "title", "--template", "-t", help="title, faerec, or a template string like '{title}[ by {brand}]'."
+        ),
         missing: str = typer.Option("error", "--missing", help="Items without text: error or zero (zero rows)."),
         batch_size: int = typer.Option(128, "--batch-size", "-b", help="Texts per batch (per request for openai)."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
@@ -103,11 +116,21 @@ def register(app: typer.Typer) -> None:
                     fail(f"--option {key}: encoder options are plain keys (e.g. model=..., dtype=...)")
                 if value is None:  # "key=" means an empty string, e.g. api_key_env=
                     options[key] = ""
-            cfg = from_dict(TextConfig, {
-                "encoder": encoder, "encoder_config": options, "template": template, "on_missing": missing,
-                "batch_size": batch_size, "device": device, "num_threads": threads, "cache_dir": cache_dir,
-                "use_cache": not no_cache,
-            }, where="encode")
+            cfg = from_dict(
+                TextConfig,
+                {
+                    "encoder": encoder,
+                    "encoder_config": options,
+                    "template": template,
+                    "on_missing": missing,
+                    "batch_size": batch_size,
+                    "device": device,
+                    "num_threads": threads,
+                    "cache_dir": cache_dir,
+                    "use_cache": not no_cache,
+                },
+                where="encode",
+            )
             ds = _load(dataset)
             emb = build_text_embeddings(ds, cfg, progress=not quiet)
             check_list: list[int] = []
@@ -124,16 +147,25 @@ def register(app: typer.Typer) -> None:
         except (TextError, DataError, ConfigError, MissingDependencyError, FileNotFoundError) as exc:
             fail(escape(str(exc)))
 
-        console.print(f"[bold]{escape(ds.name)}[/]: {emb.num_items:,} items -> matrix {emb.num_items + 1} x {emb.dim} "
-                      f"({emb.encoder}, template {emb.template or '-'}, device {emb.device})", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold]{escape(ds.name)}[/]: {emb.num_items:,} items -> matrix {emb.num_items + 1} x {emb.dim} "
+            f"({emb.encoder}, template {emb.template or '-'}, device {emb.device})",
+            highlight=False,
+            soft_wrap=True,
+        )
         if emb.encoded:
-            console.print(f"encoded {emb.encoded:,} distinct texts in {emb.encode_seconds:.1f} s "
-                          f"({emb.items_per_second or 0:.1f} items/s; model load {emb.load_seconds:.1f} s)",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"encoded {emb.encoded:,} distinct texts in {emb.encode_seconds:.1f} s "
+                f"({emb.items_per_second or 0:.1f} items/s; model load {emb.load_seconds:.1f} s)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if emb.cache_hits:
             console.print(f"{emb.cache_hits:,} distinct texts taken from the cache", highlight=False, soft_wrap=True)
         if emb.missing_ids:
-            console.print(f"{len(emb.missing_ids):,} items had no text and got zero rows", highlight=False, soft_wrap=True)
+            console.print(
+                f"{len(emb.missing_ids):,} items had no text and got zero rows", highlight=False, soft_wrap=True
+            )
         console.print(f"total {emb.total_seconds:.2f} s", highlight=False, soft_wrap=True)
         if emb.cache_path:
             console.print(f"cache: {emb.cache_path}", highlight=False, soft_wrap=True)

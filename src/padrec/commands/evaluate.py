@@ -15,8 +15,9 @@ def register(app: typer.Typer) -> None:
     def evaluate_command(
         run_dir: Path = typer.Argument(..., help="A finished run directory (holds model.json)."),
         which: str = typer.Option("test", "--split", help="Evaluate on 'test' or 'valid'."),
-        history: Optional[str] = typer.Option(None, help="History handling: remove, zero or none "
-                                              "(default: as trained)."),
+        history: Optional[str] = typer.Option(
+            None, help="History handling: remove, zero or none (default: as trained)."
+        ),
         ks: Optional[str] = typer.Option(None, help="Cut-offs, e.g. 5,10,20."),
         device: str = typer.Option("cpu", help="cpu, cuda or auto."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result JSON here."),
@@ -76,8 +77,14 @@ def register(app: typer.Typer) -> None:
         if kind_a == "seeds":
             if a["seeds"] != b["seeds"]:
                 console.print(f"[yellow]warning:[/] seeds differ ({a['seeds']} vs {b['seeds']}); pairing by order")
-            print_comparison(b["per_seed"], a["per_seed"], name_a=str(run_b), name_b=str(run_a),
-                             metrics=[m for m in a["aggregate"] if m.startswith(("HR@", "NDCG@"))], console=console)
+            print_comparison(
+                b["per_seed"],
+                a["per_seed"],
+                name_a=str(run_b),
+                name_b=str(run_a),
+                metrics=[m for m in a["aggregate"] if m.startswith(("HR@", "NDCG@"))],
+                console=console,
+            )
             return
         ra, rb = EvalResult.from_dict(a["test"]), EvalResult.from_dict(b["test"])
         test = per_user_paired_test(rb, ra, metric)

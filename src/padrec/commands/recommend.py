@@ -37,8 +37,10 @@ def resolve_items(tokens: list[str], item_ids: list[str], titles: list[str]) -> 
                 raise KeyError(f"'{tok}' matches no item id or title")
             else:
                 shown = "; ".join(f"{item_ids[i]}: {titles[i][:60]}" for i in hits[:5])
-                raise KeyError(f"'{tok}' matches {len(hits)} titles ({shown}{' ...' if len(hits) > 5 else ''}); "
-                               "be more specific or give the item id")
+                raise KeyError(
+                    f"'{tok}' matches {len(hits)} titles ({shown}{' ...' if len(hits) > 5 else ''}); "
+                    "be more specific or give the item id"
+                )
     return out
 
 
@@ -46,8 +48,13 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
         run_dir: Path = typer.Argument(..., help="A finished run directory (holds serving.safetensors)."),
-        history: str = typer.Option(..., "--history", "-H", help="Items oldest first, separated by '|' or ',': "
-                                    "original ids, #internal ids, titles or unique title fragments."),
+        history: str = typer.Option(
+            ...,
+            "--history",
+            "-H",
+            help="Items oldest first, separated by '|' or ',': "
+            "original ids, #internal ids, titles or unique title fragments.",
+        ),
         k: int = typer.Option(10, "-k", help="How many items to return."),
         repeat: int = typer.Option(20, help="Time this many calls and report the median latency."),
         device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -104,5 +111,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(str(r), item_ids[i], f"{s:.3f}", titles[i][:80])
         console.print(table)
         med = statistics.median(times) if times else answer.latency_ms
-        console.print(f"latency: first call {answer.latency_ms:.2f} ms, median of {len(times)} calls {med:.2f} ms "
-                      f"(load {load_s:.2f} s, {threads} thread(s), {device})")
+        console.print(
+            f"latency: first call {answer.latency_ms:.2f} ms, median of {len(times)} calls {med:.2f} ms "
+            f"(load {load_s:.2f} s, {threads} thread(s), {device})"
+        )

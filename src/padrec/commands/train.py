@@ -32,8 +32,9 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML experiment config."),
-        data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name or path (default: the "
-                                           "embedded Prime Pantry)."),
+        data: Optional[str] = typer.Option(
+            None, "--data", "-d", help="Dataset name or path (default: the embedded Prime Pantry)."
+        ),
         method: Optional[str] = typer.Option(None, help="Method name (sequential, pad, ...)."),
         backbone: Optional[str] = typer.Option(None, help="Backbone name (sasrec, gru4rec, caser)."),
         loss: Optional[str] = typer.Option(None, help="Ranking loss for ID models: ce or bce."),
@@ -48,12 +49,16 @@ def register(app: typer.Typer) -> None:
         seeds: Optional[str] = typer.Option(None, help="Several seeds, e.g. 1,2,3: runs each, reports mean ± std."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto."),
         threads: Optional[int] = typer.Option(None, help="Torch CPU threads (0 = default)."),
-        phase: list[str] = typer.Option([], "--phase", help="Run only this phase (repeatable); earlier phases "
-                                        "must be finished in the output directory."),
+        phase: list[str] = typer.Option(
+            [],
+            "--phase",
+            help="Run only this phase (repeatable); earlier phases must be finished in the output directory.",
+        ),
         output: Optional[str] = typer.Option(None, "--output", "-o", help="Run directory (default runs/<name>)."),
         name: Optional[str] = typer.Option(None, help="Run name."),
-        set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.001 "
-                                       "(repeatable; dotted keys)."),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Override any config key: --set train.lr=0.001 (repeatable; dotted keys)."
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
         verbose: bool = typer.Option(False, "-v", "--verbose", help="Log progress."),
     ) -> None:
@@ -71,11 +76,22 @@ def register(app: typer.Typer) -> None:
         from padrec.data import DataError
 
         overrides: dict[str, Any] = {
-            "method": method, "method_config.backbone": backbone, "method_config.loss": loss,
-            "method_config.hidden_size": hidden_size, "split.protocol": protocol, "split.max_len": max_len,
-            "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.patience": patience,
-            "train.seed": seed, "train.device": device, "train.num_threads": threads, "output_dir": output,
-            "name": name, "train.progress": progress,
+            "method": method,
+            "method_config.backbone": backbone,
+            "method_config.loss": loss,
+            "method_config.hidden_size": hidden_size,
+            "split.protocol": protocol,
+            "split.max_len": max_len,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.lr": lr,
+            "train.patience": patience,
+            "train.seed": seed,
+            "train.device": device,
+            "train.num_threads": threads,
+            "output_dir": output,
+            "name": name,
+            "train.progress": progress,
         }
         if phase:
             overrides["phases"] = list(phase)
@@ -138,16 +154,26 @@ def _summarise_seeds(results: list[dict[str, Any]], base_dir: Path, name: str) -
     for g in ("warm", "median", "cold"):
         rows = [r["test"]["by_group"][g] for r in results if g in r["test"].get("by_group", {})]
         if rows:
-            groups[g] = aggregate([{k: float("nan") if v is None else v for k, v in row.items() if k != "users"}
-                                   for row in rows])
-    summary = {"name": name, "seeds": [r["seed"] for r in results], "per_seed": per_seed,
-               "aggregate": agg, "by_group": groups, "runs": [str(base_dir / f"seed_{r['seed']}") for r in results],
-               "seconds_per_epoch": [[p["seconds_per_epoch"] for p in r["phases"]] for r in results],
-               "total_seconds": [r["total_seconds"] for r in results]}
+            groups[g] = aggregate(
+                [{k: float("nan") if v is None else v for k, v in row.items() if k != "users"} for row in rows]
+            )
+    summary = {
+        "name": name,
+        "seeds": [r["seed"] for r in results],
+        "per_seed": per_seed,
+        "aggregate": agg,
+        "by_group": groups,
+        "runs": [str(base_dir / f"seed_{r['seed']}") for r in results],
+        "seconds_per_epoch": [[p["seconds_per_epoch"] for p in r["phases"]] for r in results],
+        "total_seconds": [r["total_seconds"] for r in results],
+    }
     write_json(base_dir / "summary.json", summary)
     rows: dict[str, Any] = {"overall": per_seed}
     for g in ("warm", "median", "cold"):
-        rows[g] = [{k: float("nan") if v is None else v for k, v in r["test"]["by_group"][g].items()}
-                   for r in results if g in r["test"].get("by_group", {})]
+        rows[g] = [
+            {k: float("nan") if v is None else v for k, v in r["test"]["by_group"][g].items()}
+            for r in results
+            if g in r["test"].get("by_group", {})
+        ]
     print_runs(rows, console=console, title=f"{name} — test, mean ± std over seeds {summary['seeds']}")
     console.print(f"summary: {base_dir / 'summary.json'}")

@@ -69,8 +69,9 @@ def fingerprint(files: Sequence[str | Path], options: dict[str, Any]) -> tuple[s
 
 def entry_dir(cache_dir: str | Path, name: str, files: Sequence[str | Path], options: dict[str, Any]) -> Path:
     """Where the entry for (name, input paths, options) lives; contents are checked separately."""
-    ident = json.dumps({"files": [str(Path(f).resolve()) for f in files], "options": options},
-                       sort_keys=True, default=str)
+    ident = json.dumps(
+        {"files": [str(Path(f).resolve()) for f in files], "options": options}, sort_keys=True, default=str
+    )
     key = hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "dataset"
     return Path(cache_dir) / "datasets" / f"{safe}-{key}"
@@ -84,14 +85,15 @@ def save_dataset(dataset: SequenceDataset, directory: str | Path, fp: str, fp_in
     try:
         lengths = dataset.lengths
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        flat = (np.concatenate(dataset.sequences).astype(np.int64) if dataset.sequences
-                else np.zeros(0, dtype=np.int64))
+        flat = np.concatenate(dataset.sequences).astype(np.int64) if dataset.sequences else np.zeros(0, dtype=np.int64)
         with open(tmp / "sequences.npz", "wb") as fh:
             np.savez(fh, items=flat, offsets=offsets)
-        pd.DataFrame({
-            "user": np.arange(dataset.num_users, dtype=np.int64),
-            "original_id": pd.array([str(u) for u in dataset.user_ids], dtype="string"),
-        }).to_parquet(tmp / "users.parquet", index=False)
+        pd.DataFrame(
+            {
+                "user": np.arange(dataset.num_users, dtype=np.int64),
+                "original_id": pd.array([str(u) for u in dataset.user_ids], dtype="string"),
+            }
+        ).to_parquet(tmp / "users.parquet", index=False)
         items = {
             "item": np.arange(dataset.num_items + 1, dtype=np.int64),
             "original_id": pd.array([str(i) for i in dataset.item_ids], dtype="string"),
@@ -107,8 +109,11 @@ def save_dataset(dataset: SequenceDataset, directory: str | Path, fp: str, fp_in
             "source": dataset.source,
             "fingerprint": fp,
             "fingerprint_inputs": fp_inputs,
-            "counts": {"users": dataset.num_users, "items": dataset.num_items,
-                       "interactions": dataset.num_interactions},
+            "counts": {
+                "users": dataset.num_users,
+                "items": dataset.num_items,
+                "interactions": dataset.num_interactions,
+            },
             "text_columns": [str(c) for c in dataset.item_table.columns],
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
@@ -143,8 +148,9 @@ def load_entry(directory: str | Path, fp: str | None = None) -> SequenceDataset:
     except (OSError, ValueError) as exc:
         raise CacheInvalid(f"meta.json unreadable ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != CACHE_FORMAT_VERSION:
-        raise CacheInvalid(f"format version {meta.get('format_version') if isinstance(meta, dict) else '?'} "
-                           f"!= {CACHE_FORMAT_VERSION}")
+        raise CacheInvalid(
+            f"format version {meta.get('format_version') if isinstance(meta, dict) else '?'} != {CACHE_FORMAT_VERSION}"
+        )
     if fp is not None and meta.get("fingerprint") != fp:
         raise CacheInvalid("the input files or options changed since the cache was written")
     try:
@@ -170,8 +176,9 @@ def load_entry(directory: str | Path, fp: str | None = None) -> SequenceDataset:
         problems.append("parquet columns do not match meta.json")
     if problems:
         raise CacheInvalid("; ".join(problems))
-    table = pd.DataFrame({c: items[c].astype(object).to_numpy(dtype=object) for c in text_cols},
-                         index=pd.RangeIndex(n_items + 1))
+    table = pd.DataFrame(
+        {c: items[c].astype(object).to_numpy(dtype=object) for c in text_cols}, index=pd.RangeIndex(n_items + 1)
+    )
     return SequenceDataset(
         name=str(meta.get("name", directory.name)),
         sequences=split_by_lengths(flat, np.diff(offsets)),

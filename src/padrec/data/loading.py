@@ -118,8 +118,11 @@ def shared_data_dir(required: bool = True) -> Path | None:
         if p.is_dir():
             return p.resolve()
     if required:
-        raise DataError("shared data folder not found; tried " + ", ".join(str(p) for p in tried)
-                        + " (set PADREC_DATA_DIR to the folder holding beauty_faerec/, games/, ...)")
+        raise DataError(
+            "shared data folder not found; tried "
+            + ", ".join(str(p) for p in tried)
+            + " (set PADREC_DATA_DIR to the folder holding beauty_faerec/, games/, ...)"
+        )
     return None
 
 
@@ -148,8 +151,10 @@ def detect_format(path: str | Path) -> str:
         tables = [q for q in p.iterdir() if q.is_file() and _is_table(q)]
         if tables:
             return "interactions"
-        raise DataError(f"{p}: cannot tell the dataset format of this directory (expected a PAD "
-                        "*_cleaned_history.csv, RecBole *.inter, FAERec *.txt or an interactions table)")
+        raise DataError(
+            f"{p}: cannot tell the dataset format of this directory (expected a PAD "
+            "*_cleaned_history.csv, RecBole *.inter, FAERec *.txt or an interactions table)"
+        )
     suffix = p.suffix.lower()
     if suffix == ".txt":
         return "faerec_txt"
@@ -162,8 +167,10 @@ def detect_format(path: str | Path) -> str:
             if "history" in header:
                 return "pad_csv"
         return "interactions"
-    raise DataError(f"{p}: cannot tell the dataset format from the extension '{suffix}' (expected .csv, .tsv, "
-                    ".parquet, .txt or .inter)")
+    raise DataError(
+        f"{p}: cannot tell the dataset format from the extension '{suffix}' (expected .csv, .tsv, "
+        ".parquet, .txt or .inter)"
+    )
 
 
 def _is_table(p: Path) -> bool:
@@ -184,8 +191,10 @@ def _pick(directory: Path, pattern: str, name: str, what: str) -> Path:
             return f
     if not found:
         raise DataError(f"{directory}: no {what} ({pattern})")
-    raise DataError(f"{directory}: several {what} files ({', '.join(f.name for f in found)}); set name to one "
-                    "of their stems or give the file as path")
+    raise DataError(
+        f"{directory}: several {what} files ({', '.join(f.name for f in found)}); set name to one "
+        "of their stems or give the file as path"
+    )
 
 
 def _plan(cfg: DataConfig) -> tuple[str, list[Path], dict[str, Any], Callable[[], SequenceDataset]]:
@@ -212,8 +221,10 @@ def _plan(cfg: DataConfig) -> tuple[str, list[Path], dict[str, Any], Callable[[]
         fmt = detect_format(path)
 
     if cfg.preprocess is not None and fmt in ("pad_csv", "faerec_txt"):
-        raise DataError(f"{path}: format '{fmt}' is a released dataset read as published; preprocess options "
-                        "apply to 'interactions' and RecBole interaction files")
+        raise DataError(
+            f"{path}: format '{fmt}' is a released dataset read as published; preprocess options "
+            "apply to 'interactions' and RecBole interaction files"
+        )
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
 
@@ -262,14 +273,34 @@ def _plan(cfg: DataConfig) -> tuple[str, list[Path], dict[str, Any], Callable[[]
                 items = item_files[0] if len(item_files) == 1 else None
         pre = cfg.preprocess or PreprocessConfig()
         inter, item_file = path, items
-        opts = {"reader": fmt, "user_col": cfg.user_col, "item_col": cfg.item_col, "time_col": cfg.time_col,
-                "rating_col": cfg.rating_col, "item_id_col": cfg.item_id_col, "text_cols": list(cfg.text_cols),
-                "preprocess": to_dict(pre)}
+        opts = {
+            "reader": fmt,
+            "user_col": cfg.user_col,
+            "item_col": cfg.item_col,
+            "time_col": cfg.time_col,
+            "rating_col": cfg.rating_col,
+            "item_id_col": cfg.item_id_col,
+            "text_cols": list(cfg.text_cols),
+            "preprocess": to_dict(pre),
+        }
         files = [inter] + ([item_file] if item_file else [])
-        return name, files, opts, lambda: read_interactions(
-            inter, item_file, user_col=cfg.user_col, item_col=cfg.item_col, time_col=cfg.time_col or None,
-            rating_col=cfg.rating_col or None, item_id_col=cfg.item_id_col or None,
-            text_cols=list(cfg.text_cols) or None, preprocess=pre, name=name)
+        return (
+            name,
+            files,
+            opts,
+            lambda: read_interactions(
+                inter,
+                item_file,
+                user_col=cfg.user_col,
+                item_col=cfg.item_col,
+                time_col=cfg.time_col or None,
+                rating_col=cfg.rating_col or None,
+                item_id_col=cfg.item_id_col or None,
+                text_cols=list(cfg.text_cols) or None,
+                preprocess=pre,
+                name=name,
+            ),
+        )
 
     raise DataError(f"unknown data format '{fmt}'")
 

@@ -157,8 +157,9 @@ def _numeric(values: pd.Series, where: str, field: str, file_kind: str, allow_da
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         kind = "a number or an ISO-8601 date" if allow_dates else "a number"
-        raise DataError(f"{where}: {row_label(i, file_kind)}, field '{field}': expected {kind}, "
-                        f"got {_shown(values, i)!r}")
+        raise DataError(
+            f"{where}: {row_label(i, file_kind)}, field '{field}': expected {kind}, got {_shown(values, i)!r}"
+        )
     if out is None:
         return pd.DatetimeIndex(values).as_unit("ns").asi8
     return out
@@ -221,8 +222,9 @@ def build_sequence_dataset(
     required = [user_col, item_col] + ([time_col] if time_col else [])
     if cfg.rating_threshold is not None:
         if not rating_col:
-            raise DataError(f"{where}: rating_threshold={cfg.rating_threshold:g} needs a rating column "
-                            "(set the rating column name)")
+            raise DataError(
+                f"{where}: rating_threshold={cfg.rating_threshold:g} needs a rating column (set the rating column name)"
+            )
         required.append(rating_col)
     check_columns(interactions, required, where, "interactions table")
     _empty_check(len(interactions), "reading (the table has no rows)", where)
@@ -240,8 +242,10 @@ def build_sequence_dataset(
         if not known.all():
             bad = np.flatnonzero(~known)
             examples = list(dict.fromkeys(item_raw[bad].tolist()))[:5]
-            msg = (f"{where}: {len(bad)} interaction(s) name item ids missing from the item table {items_where} "
-                   f"(first at {row_label(int(bad[0]), file_kind)}, field '{item_col}'; e.g. {examples})")
+            msg = (
+                f"{where}: {len(bad)} interaction(s) name item ids missing from the item table {items_where} "
+                f"(first at {row_label(int(bad[0]), file_kind)}, field '{item_col}'; e.g. {examples})"
+            )
             if cfg.unknown_items == "error":
                 raise DataError(msg + "; set preprocess.unknown_items to 'drop' or 'keep' to accept them")
             log.warning("%s; %s them", msg, "dropping" if cfg.unknown_items == "drop" else "keeping")
@@ -313,8 +317,10 @@ def _item_table(
     if dup.any():
         first = int(np.flatnonzero(dup)[0])
         rows = np.flatnonzero(ids == ids[first])
-        raise DataError(f"{where}: field '{id_col}': duplicate item id {ids[first]!r} at "
-                        f"{', '.join(row_label(int(r), file_kind) for r in rows[:5])}; item ids must be unique")
+        raise DataError(
+            f"{where}: field '{id_col}': duplicate item id {ids[first]!r} at "
+            f"{', '.join(row_label(int(r), file_kind) for r in rows[:5])}; item ids must be unique"
+        )
     text = pd.DataFrame({str(c): text_column(items[c]) for c in cols})
     return ids, text
 
@@ -343,8 +349,7 @@ def _k_core(
             sel = cnt[ucode] >= cfg.min_user_interactions
             if not sel.all():
                 idx, ucode, icode = idx[sel], ucode[sel], icode[sel]
-                _empty_check(len(idx), f"the user minimum (min_user_interactions={cfg.min_user_interactions})",
-                             where)
+                _empty_check(len(idx), f"the user minimum (min_user_interactions={cfg.min_user_interactions})", where)
                 changed = True
         if not changed or cfg.item_core <= 1:
             return idx, ucode, icode

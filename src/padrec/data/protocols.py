@@ -80,7 +80,9 @@ class EvalSet:
         starts, ends = self.seen_indptr[idx], self.seen_indptr[idx + 1]
         lens = ends - starts
         indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        items = np.concatenate([self.seen_items[s:e] for s, e in zip(starts, ends)]) if len(idx) else np.zeros(0, np.int64)
+        items = (
+            np.concatenate([self.seen_items[s:e] for s, e in zip(starts, ends)]) if len(idx) else np.zeros(0, np.int64)
+        )
         return EvalSet(self.users[idx], self.histories[idx], self.targets[idx], indptr, items.astype(np.int64))
 
 

@@ -51,8 +51,7 @@ def table_kind(path: str | Path) -> str:
         suffixes = suffixes[:-1]
     kind = TABLE_SUFFIXES.get(suffixes[-1]) if suffixes else None
     if kind is None:
-        raise DataError(f"{path}: unsupported file extension; expected .csv, .tsv (optionally compressed) "
-                        "or .parquet")
+        raise DataError(f"{path}: unsupported file extension; expected .csv, .tsv (optionally compressed) or .parquet")
     return kind
 
 
@@ -66,8 +65,13 @@ def read_table(path: str | Path, what: str = "table", *, all_text: bool = True) 
     try:
         if kind == "parquet":
             return pd.read_parquet(p)
-        return pd.read_csv(p, sep="," if kind == "csv" else "\t", dtype=str if all_text else None,
-                           keep_default_na=not all_text, na_filter=not all_text)
+        return pd.read_csv(
+            p,
+            sep="," if kind == "csv" else "\t",
+            dtype=str if all_text else None,
+            keep_default_na=not all_text,
+            na_filter=not all_text,
+        )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{p}: {what} is empty") from exc
     except pd.errors.ParserError as exc:
@@ -106,13 +110,16 @@ def _parse_history(text: str, path: Path, i: int) -> list[str]:
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            raise DataError(f"{path}: {row_label(i, 'csv')}, field 'history': expected a Python list of item ids "
-                            f"like ['B00..', 'B01..'], got {text[:60]!r} ({type(exc).__name__})") from None
+            raise DataError(
+                f"{path}: {row_label(i, 'csv')}, field 'history': expected a Python list of item ids "
+                f"like ['B00..', 'B01..'], got {text[:60]!r} ({type(exc).__name__})"
+            ) from None
     if not isinstance(value, (list, tuple)) or not all(
         isinstance(x, (str, int)) and not isinstance(x, bool) for x in value
     ):
-        raise DataError(f"{path}: {row_label(i, 'csv')}, field 'history': expected a list of item ids, "
-                        f"got {text[:60]!r}")
+        raise DataError(
+            f"{path}: {row_label(i, 'csv')}, field 'history': expected a list of item ids, got {text[:60]!r}"
+        )
     if not value:
         raise DataError(f"{path}: {row_label(i, 'csv')}, field 'history': the history is empty")
     return [str(x) for x in value]
@@ -138,8 +145,10 @@ def read_pad_csv(history_path: str | Path, metadata_path: str | Path, name: str 
     dup = pd.Series(item_ids).duplicated(keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(item_ids == item_ids[np.flatnonzero(dup)[0]])
-        raise DataError(f"{meta_p}: field 'asin': duplicate item id {item_ids[rows[0]]!r} at "
-                        f"{', '.join(row_label(int(r), 'csv') for r in rows[:5])}; item ids must be unique")
+        raise DataError(
+            f"{meta_p}: field 'asin': duplicate item id {item_ids[rows[0]]!r} at "
+            f"{', '.join(row_label(int(r), 'csv') for r in rows[:5])}; item ids must be unique"
+        )
     users = id_strings(hist["user"], str(hist_p), "user", "csv")
     histories = [_parse_history(t, hist_p, i) for i, t in enumerate(hist["history"].tolist())]
     lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
@@ -148,8 +157,10 @@ def read_pad_csv(history_path: str | Path, metadata_path: str | Path, name: str 
     if (ids < 0).any():
         k = int(np.flatnonzero(ids < 0)[0])
         row = int(np.searchsorted(np.cumsum(lengths), k, side="right"))
-        raise DataError(f"{hist_p}: {row_label(row, 'csv')}, field 'history': item id {flat[k]!r} is not in "
-                        f"the metadata file {meta_p.name} ({int((ids < 0).sum())} unknown in all)")
+        raise DataError(
+            f"{hist_p}: {row_label(row, 'csv')}, field 'history': item id {flat[k]!r} is not in "
+            f"the metadata file {meta_p.name} ({int((ids < 0).sum())} unknown in all)"
+        )
     sequences = split_by_lengths((ids + 1).astype(np.int64), lengths)
 
     text_cols = [c for c in meta.columns if c != "asin"]
@@ -187,8 +198,9 @@ def read_faerec_txt(path: str | Path, name: str | None = None) -> SequenceDatase
         parts = line.split()
         if len(parts) < 2:
             what = "an empty line" if not parts else f"only {parts[0]!r}"
-            raise DataError(f"{p}: line {i + 1}: expected 'user_id item_id item_id ...' separated by spaces, "
-                            f"got {what}")
+            raise DataError(
+                f"{p}: line {i + 1}: expected 'user_id item_id item_id ...' separated by spaces, got {what}"
+            )
         users.append(parts[0])
         lengths[i] = len(parts) - 1
         tokens.extend(parts[1:])
@@ -200,14 +212,17 @@ def read_faerec_txt(path: str | Path, name: str | None = None) -> SequenceDatase
         for i, line in enumerate(lines):
             for j, tok in enumerate(line.split()[1:], start=2):
                 if not tok.isdigit() or int(tok) < 1:
-                    raise DataError(f"{p}: line {i + 1}, field {j} (item id): expected an integer >= 1 separated "
-                                    f"by spaces, got {tok!r}")
+                    raise DataError(
+                        f"{p}: line {i + 1}, field {j} (item id): expected an integer >= 1 separated "
+                        f"by spaces, got {tok!r}"
+                    )
     assert flat is not None
     dup = pd.Series(users).duplicated().to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{p}: line {i + 1}, field 1 (user id): duplicate user id {users[i]!r}; "
-                        "expected one line per user")
+        raise DataError(
+            f"{p}: line {i + 1}, field 1 (user id): duplicate user id {users[i]!r}; expected one line per user"
+        )
     present = np.bincount(flat)[1:] > 0
     ids_kept = bool(present.all())
     if ids_kept:  # ids are exactly 1..max
@@ -236,8 +251,9 @@ def read_atomic(path: str | Path, what: str) -> pd.DataFrame:
     """Read a RecBole atomic file (tab-separated, header ``name:type``); columns renamed to ``name``."""
     p = _require_file(path, what)
     try:
-        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, na_filter=False,
-                         quoting=csv.QUOTE_NONE, engine="c")
+        df = pd.read_csv(
+            p, sep="\t", dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, engine="c"
+        )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{p}: {what} is empty") from exc
     except pd.errors.ParserError as exc:
@@ -250,8 +266,10 @@ def read_atomic(path: str | Path, what: str) -> pd.DataFrame:
     if len(set(names)) != len(names):
         raise DataError(f"{p}: {what} header has repeated field names {names}")
     if len(names) == 1 and "\t" not in str(df.columns[0]):
-        raise DataError(f"{p}: {what} has a single column {str(df.columns[0])!r}; RecBole atomic files are "
-                        "tab-separated with a 'name:type' header (wrong delimiter?)")
+        raise DataError(
+            f"{p}: {what} has a single column {str(df.columns[0])!r}; RecBole atomic files are "
+            "tab-separated with a 'name:type' header (wrong delimiter?)"
+        )
     df.columns = names
     return df
 
@@ -287,26 +305,38 @@ def read_recbole_atomic(
 
     if "item_id_list" not in inter.columns:
         check_columns(inter, ["user_id", "item_id"], str(inter_p), "RecBole .inter file")
-        cfg = preprocess or PreprocessConfig(min_user_interactions=0,
-                                             item_order="item_table" if items is not None else "first_seen")
+        cfg = preprocess or PreprocessConfig(
+            min_user_interactions=0, item_order="item_table" if items is not None else "first_seen"
+        )
         return build_sequence_dataset(
-            inter, items, cfg, name=name, user_col="user_id", item_col="item_id",
+            inter,
+            items,
+            cfg,
+            name=name,
+            user_col="user_id",
+            item_col="item_id",
             time_col="timestamp" if "timestamp" in inter.columns else None,
             rating_col="rating" if "rating" in inter.columns else None,
             source={"reader": "recbole_atomic", "files": files},
-            interactions_where=str(inter_p), items_where=str(item_p), file_kind="csv",
+            interactions_where=str(inter_p),
+            items_where=str(item_p),
+            file_kind="csv",
         )
 
     if preprocess is not None:
-        raise DataError(f"{inter_p}: RecBole sequence files are read as published; preprocessing options "
-                        "apply to interaction files only")
+        raise DataError(
+            f"{inter_p}: RecBole sequence files are read as published; preprocessing options "
+            "apply to interaction files only"
+        )
     check_columns(inter, ["user_id", "item_id_list", "item_id"], str(inter_p), "RecBole .inter file")
     users = id_strings(inter["user_id"], str(inter_p), "user_id", "csv")
     dup = pd.Series(users).duplicated().to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{inter_p}: {row_label(i, 'csv')}, field 'user_id': duplicate user id {users[i]!r}; "
-                        "a sequence file holds one line per user")
+        raise DataError(
+            f"{inter_p}: {row_label(i, 'csv')}, field 'user_id': duplicate user id {users[i]!r}; "
+            "a sequence file holds one line per user"
+        )
     lists = inter["item_id_list"].str.split()
     targets = inter["item_id"].str.strip()
     empty_target = (targets == "").to_numpy()
@@ -326,18 +356,21 @@ def read_recbole_atomic(
         dupi = pd.Series(table_ids).duplicated(keep=False).to_numpy()
         if dupi.any():
             rows = np.flatnonzero(table_ids == table_ids[np.flatnonzero(dupi)[0]])
-            raise DataError(f"{item_p}: field 'item_id': duplicate item id {table_ids[rows[0]]!r} at "
-                            f"{', '.join(row_label(int(r), 'csv') for r in rows[:5])}; item ids must be unique")
+            raise DataError(
+                f"{item_p}: field 'item_id': duplicate item id {table_ids[rows[0]]!r} at "
+                f"{', '.join(row_label(int(r), 'csv') for r in rows[:5])}; item ids must be unique"
+            )
         ids = pd.Index(table_ids).get_indexer(flat)
         if (ids < 0).any():
             k = int(np.flatnonzero(ids < 0)[0])
             row = int(np.searchsorted(ends, k, side="right"))
             field = "item_id" if k == ends[row] - 1 else "item_id_list"
-            raise DataError(f"{inter_p}: {row_label(row, 'csv')}, field '{field}': item id {flat[k]!r} is not in "
-                            f"the item file {item_p.name if item_p else ''} ({int((ids < 0).sum())} unknown in all)")
+            raise DataError(
+                f"{inter_p}: {row_label(row, 'csv')}, field '{field}': item id {flat[k]!r} is not in "
+                f"the item file {item_p.name if item_p else ''} ({int((ids < 0).sum())} unknown in all)"
+            )
         text_cols = [c for c in items.columns if c != "item_id"]
-        item_table = pd.DataFrame({c: np.concatenate([[""], text_column(items[c])]).astype(object)
-                                   for c in text_cols})
+        item_table = pd.DataFrame({c: np.concatenate([[""], text_column(items[c])]).astype(object) for c in text_cols})
         originals = table_ids
     else:
         codes, uniques = pd.factorize(flat, sort=False)
@@ -390,9 +423,19 @@ def read_interactions(
         items_kind = "parquet" if table_kind(items_path) == "parquet" else "csv"
     files = [str(ip)] + ([str(items_path)] if items_path is not None else [])
     return build_sequence_dataset(
-        inter, items, preprocess, name=name or ip.name.split(".")[0],
-        user_col=user_col, item_col=item_col, time_col=time_col or None, rating_col=rating_col or None,
-        item_id_col=item_id_col or None, text_cols=text_cols or None,
+        inter,
+        items,
+        preprocess,
+        name=name or ip.name.split(".")[0],
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col or None,
+        rating_col=rating_col or None,
+        item_id_col=item_id_col or None,
+        text_cols=text_cols or None,
         source={"reader": "interactions", "files": files},
-        interactions_where=str(ip), items_where=str(items_path), file_kind=kind, items_file_kind=items_kind,
+        interactions_where=str(ip),
+        items_where=str(items_path),
+        file_kind=kind,
+        items_file_kind=items_kind,
     )

@@ -35,8 +35,14 @@ def dataset_summary(dataset: SequenceDataset, stats: ItemStats, split: Split | N
     n_users, n_items, n_inter = dataset.num_users, dataset.num_items, dataset.num_interactions
     total_mass = int(stats.train_frequency[1:].sum())
     buckets = [
-        {"bucket": b, "min_freq": lo, "max_freq": hi, "items": n, "mass": mass,
-         "mass_share": (mass / total_mass) if total_mass else 0.0}
+        {
+            "bucket": b,
+            "min_freq": lo,
+            "max_freq": hi,
+            "items": n,
+            "mass": mass,
+            "mass_share": (mass / total_mass) if total_mass else 0.0,
+        }
         for b, (lo, hi, n, mass) in enumerate(stats.bucket_bounds, start=1)
     ]
     groups = {}
@@ -99,8 +105,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         ("users", f"{summary['users']:,}"),
         ("items", f"{summary['items']:,}"),
         ("interactions", f"{summary['interactions']:,}"),
-        ("length min / mean / median / max",
-         f"{length['min']} / {length['mean']:.2f} / {length['median']:g} / {length['max']}"),
+        (
+            "length min / mean / median / max",
+            f"{length['min']} / {length['mean']:.2f} / {length['median']:g} / {length['max']}",
+        ),
         ("density", f"{summary['density']:.6f}"),
         ("text columns", ", ".join(summary["text_columns"]) or "(none)"),
         ("training interactions", f"{summary['training_interactions']:,}"),
@@ -116,8 +124,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for col in ("bucket", "min freq", "max freq", "items", "interactions", "share"):
         bt.add_column(col, justify="right")
     for b in summary["buckets"]:
-        bt.add_row(str(b["bucket"]), str(b["min_freq"]), str(b["max_freq"]), f"{b['items']:,}",
-                   f"{b['mass']:,}", f"{100 * b['mass_share']:.1f}%")
+        bt.add_row(
+            str(b["bucket"]),
+            str(b["min_freq"]),
+            str(b["max_freq"]),
+            f"{b['items']:,}",
+            f"{b['mass']:,}",
+            f"{100 * b['mass_share']:.1f}%",
+        )
     console.print(bt)
 
     gt = Table(title="item groups")
@@ -130,8 +144,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
     if "split" in summary:
         s = summary["split"]
-        st = Table(title=f"split: protocol {s['protocol']}, window {s['max_len']}, short sequences {s['short_sequences']}",
-                   show_header=False)
+        st = Table(
+            title=f"split: protocol {s['protocol']}, window {s['max_len']}, short sequences {s['short_sequences']}",
+            show_header=False,
+        )
         st.add_column("part")
         st.add_column("count", justify="right")
         st.add_row("training sequences", f"{s['train_examples']:,}")

@@ -155,9 +155,7 @@ def summarize(
     }
     if item_stats is not None:
         if item_stats.num_items != num_items:
-            raise ValueError(
-                f"item_stats covers {item_stats.num_items} items but the scores cover {num_items}"
-            )
+            raise ValueError(f"item_stats covers {item_stats.num_items} items but the scores cover {num_items}")
         buckets = {b: b for b in range(1, item_stats.num_buckets + 1)}
         out["by_bucket"] = grouped_metrics(ranks, item_stats.bucket[targets], buckets, ks)
         out["by_group"] = grouped_metrics(

@@ -79,9 +79,7 @@ def _check_metric_name(name: str, ks: list[int]) -> None:
     if k not in ks:
         raise ValueError(f"metric {name!r}: K={k} is not among ks {ks}")
     if scope and scope not in _GROUP_PREFIXES and not (scope.startswith("bucket") and scope[6:].isdigit()):
-        raise ValueError(
-            f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)"
-        )
+        raise ValueError(f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)")
     if scope and kind not in ("HR", "NDCG"):
         raise ValueError(f"metric {name!r}: only HR and NDCG are reported per group")
 
@@ -327,18 +325,14 @@ def evaluate(
         with torch.no_grad():
             for lo in chunks:
                 hi = min(lo + cfg.batch_size, U)
-                hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(
-                    device
-                )
+                hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(device)
                 scores = score_fn(hist)
                 if scores.dim() != 2 or scores.shape[0] != hi - lo:
                     raise ValueError(f"score_fn returned shape {tuple(scores.shape)} for {hi - lo} histories")
                 if n_items is None:
                     n_items = scores.shape[1] - 1
                 if scores.shape[1] != n_items + 1:
-                    raise ValueError(
-                        f"score_fn returned {scores.shape[1]} columns, expected N+1 = {n_items + 1}"
-                    )
+                    raise ValueError(f"score_fn returned {scores.shape[1]} columns, expected N+1 = {n_items + 1}")
                 if lo == 0:
                     _check_inputs(targets_np, n_items, cfg)
                 scores = scores.to(device)
@@ -347,9 +341,7 @@ def evaluate(
                 step = _CPU_BLOCK_ROWS if device.type == "cpu" else hi - lo
                 for blo in range(lo, hi, step):
                     bhi = min(blo + step, hi)
-                    r, top = _rank_users(
-                        scores[blo - lo : bhi - lo], eval_set, targets_np, blo, bhi, cfg, device
-                    )
+                    r, top = _rank_users(scores[blo - lo : bhi - lo], eval_set, targets_np, blo, bhi, cfg, device)
                     ranks_out[blo:bhi] = r.cpu().numpy()
                     topk_out[blo:bhi] = top.cpu().numpy()
                 if bar is not None:

@@ -106,9 +106,7 @@ def per_user_paired_test(
         metric: ``HR@K`` or ``NDCG@K`` (per-user values from the ranks).
         mask: optional (U,) bool selecting users (e.g. tail targets).
     """
-    if not np.array_equal(result_a.users, result_b.users) or not np.array_equal(
-        result_a.targets, result_b.targets
-    ):
+    if not np.array_equal(result_a.users, result_b.users) or not np.array_equal(result_a.targets, result_b.targets):
         raise ValueError("per-user test needs two results on the same users and targets")
     if len(result_a.ranks) == 0:
         raise ValueError("results carry no per-user ranks (written without per_user?)")
@@ -142,9 +140,7 @@ def compare_runs(
             (or every common metric when the runs are plain dicts without them).
     """
     if len(runs_a) != len(runs_b):
-        raise ValueError(
-            f"paired comparison needs as many runs of A as of B, got {len(runs_a)} and {len(runs_b)}"
-        )
+        raise ValueError(f"paired comparison needs as many runs of A as of B, got {len(runs_a)} and {len(runs_b)}")
     fa = [_flat(r) for r in runs_a]
     fb = [_flat(r) for r in runs_b]
     agg_a, agg_b = aggregate(fa), aggregate(fb)

@@ -178,9 +178,7 @@ def _flatten_pair(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Flatten (..., d) to (n, d) and keep the rows where ``mask`` (...,) is True; returns the row index."""
     if x.shape != y.shape:
-        raise ValueError(
-            f"x and y must have the same shape (paired rows), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"x and y must have the same shape (paired rows), got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.dim() < 2:
         raise ValueError(f"x and y must be (..., d) with at least 2 dimensions, got {tuple(x.shape)}")
     d = x.shape[-1]
@@ -193,9 +191,7 @@ def _flatten_pair(
     return x2.index_select(0, keep), y2.index_select(0, keep), keep
 
 
-def _bandwidth_multipliers(
-    num_kernels: int, kernel_mul: float, exponents: Sequence[float] | None
-) -> list[float]:
+def _bandwidth_multipliers(num_kernels: int, kernel_mul: float, exponents: Sequence[float] | None) -> list[float]:
     """α_u = kernel_mul ** e_u; without exponents, e = the num_kernels consecutive integers ending at 1."""
     if exponents is None:
         if num_kernels < 1:
@@ -251,9 +247,7 @@ def _block_stats(k: torch.Tensor, linear_time: bool) -> tuple[torch.Tensor, torc
     return k[i, nxt].sum(), k[nxt, i].sum()
 
 
-def _linear_block_stats(
-    a: torch.Tensor, b: torch.Tensor, linear_time: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _linear_block_stats(a: torch.Tensor, b: torch.Tensor, linear_time: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(p, q) of :func:`_combine` for the linear kernel K = a bᵀ in O(n·d), without forming K."""
     if not linear_time:
         return a.sum(0) @ b.sum(0), (a * b).sum()  # Σ_ij a_i·b_j = (Σ_i a_i)·(Σ_j b_j)
@@ -328,9 +322,7 @@ def mk_mmd(
             estimator,
         )
 
-    alphas = torch.tensor(
-        _bandwidth_multipliers(num_kernels, kernel_mul, exponents), dtype=xs.dtype, device=xs.device
-    )
+    alphas = torch.tensor(_bandwidth_multipliers(num_kernels, kernel_mul, exponents), dtype=xs.dtype, device=xs.device)
     if kernel == "gaussian":
         x2, y2 = (xs * xs).sum(dim=1), (ys * ys).sum(dim=1)
         d_xx = _sq_dists_unclamped(xs, xs, x2, x2, zero_diagonal=True)
@@ -392,9 +384,7 @@ def info_nce(
     logits = F.normalize(xs, dim=1) @ F.normalize(ys, dim=1).t() / temperature  # n × n
     if dedupe_ids is not None:
         if dedupe_ids.shape != x.shape[:-1]:
-            raise ValueError(
-                f"dedupe_ids must have shape {tuple(x.shape[:-1])}, got {tuple(dedupe_ids.shape)}"
-            )
+            raise ValueError(f"dedupe_ids must have shape {tuple(x.shape[:-1])}, got {tuple(dedupe_ids.shape)}")
         ids = dedupe_ids.reshape(-1)
         if keep is not None:
             ids = ids.index_select(0, keep)

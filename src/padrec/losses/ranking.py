@@ -73,8 +73,9 @@ def log_popularity_prior(train_frequency: np.ndarray, smoothing: float = 1.0) ->
     return out.float()
 
 
-def adjusted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, log_prior: torch.Tensor | None = None,
-                           tau: float = 0.0) -> torch.Tensor:
+def adjusted_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, log_prior: torch.Tensor | None = None, tau: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy over items 1..N with optional logit adjustment (Menon et al., ICLR 2021).
 
     Training on ``logits + tau · log π`` makes the logits themselves estimate
@@ -99,8 +100,13 @@ def adjusted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, log_prio
     return F.cross_entropy(logits, targets)
 
 
-def softmax_ce_loss(seq_vectors: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,
-                    log_prior: torch.Tensor | None = None, tau: float = 0.0) -> torch.Tensor:
+def softmax_ce_loss(
+    seq_vectors: torch.Tensor,
+    item_vectors: torch.Tensor,
+    targets: torch.Tensor,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
+) -> torch.Tensor:
     """Full softmax cross-entropy over the catalogue at every position with a target.
 
     Args:

@@ -44,6 +44,8 @@ def _run(fn, frozen: bool, *args: torch.Tensor) -> torch.Tensor:
         return fn(*args)
     with torch.no_grad():
         return fn(*args).detach()
+
+
 # Phase 3 fine-tunes experts that are already trained (only the LLM expert and the gate start
 # from scratch); at the run's lr (3e-3 by default) it peaks after one epoch and then
 # overfits on Prime Pantry, at 5e-4 it keeps improving (BENCHMARKS.md). Override with
@@ -57,13 +59,31 @@ DISENTANGLE_LR = 5e-4
 GATE_ONLY_LR = 1e-3
 # Keys of PADConfig each phase depends on (a finished phase is reused when these are unchanged).
 PRETRAIN_KEYS = ["backbone", "backbone_config", "hidden_size", "loss", "num_negatives", "init_std"]
-ALIGN_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",
-                              "fusion_dropout", "fusion_init", "fusion_activation", "alignment", "gamma",
-                              "anchoring", "include_padding", "mmd_slots", "mmd_max_slots", "alignment_kwargs"]
+ALIGN_KEYS = PRETRAIN_KEYS + [
+    "text_mlp_layers",
+    "text_dropout",
+    "text_final_activation",
+    "text_input_norm",
+    "fusion_dropout",
+    "fusion_init",
+    "fusion_activation",
+    "alignment",
+    "gamma",
+    "anchoring",
+    "include_padding",
+    "mmd_slots",
+    "mmd_max_slots",
+    "alignment_kwargs",
+]
 # Added after the 3-seed benchmark runs: at these values the align phase does what it did before.
 ALIGN_ADDED_KEYS = {"fusion_init": "xavier_normal", "fusion_activation": "gelu"}
-PRETRAIN_LLM_KEYS = PRETRAIN_KEYS + ["text_mlp_layers", "text_dropout", "text_final_activation", "text_input_norm",
-                                     "llm_logit_adjustment"]
+PRETRAIN_LLM_KEYS = PRETRAIN_KEYS + [
+    "text_mlp_layers",
+    "text_dropout",
+    "text_final_activation",
+    "text_input_norm",
+    "llm_logit_adjustment",
+]
 
 
 @dataclass
@@ -156,12 +176,16 @@ class PADConfig:
     def __post_init__(self) -> None:
         bad = [e for e in self.experts if e not in EXPERTS]
         if bad or not self.experts or len(set(self.experts)) != len(self.experts):
-            raise ValueError(f"experts must be a non-empty subset of {list(EXPERTS)} without repeats, got {self.experts}")
+            raise ValueError(
+                f"experts must be a non-empty subset of {list(EXPERTS)} without repeats, got {self.experts}"
+            )
         # Experts left out of an ablation are simply not frozen (the default names all three).
         self.frozen_in_phase3 = [e for e in self.frozen_in_phase3 if e in self.experts]
         if "llm" in self.frozen_in_phase3 and not self.llm_pretrain:
-            raise ValueError("without llm_pretrain the LLM expert is trained from scratch in phase 3 and cannot be "
-                             "frozen there (remove 'llm' from frozen_in_phase3)")
+            raise ValueError(
+                "without llm_pretrain the LLM expert is trained from scratch in phase 3 and cannot be "
+                "frozen there (remove 'llm' from frozen_in_phase3)"
+            )
         check_logit_adjustment(self.logit_adjustment)
         check_logit_adjustment(self.llm_logit_adjustment)
         if self.fusion_init == "auto":
@@ -190,14 +214,25 @@ class PAD(Method):
             return build_backbone(config.backbone, config.backbone_config, d, L)
 
         def text_mlp() -> TextMLP:
-            return TextMLP(text, d, num_hidden_layers=config.text_mlp_layers, dropout=config.text_dropout,
-                           final_activation=config.text_final_activation, input_norm=config.text_input_norm)
+            return TextMLP(
+                text,
+                d,
+                num_hidden_layers=config.text_mlp_layers,
+                dropout=config.text_dropout,
+                final_activation=config.text_final_activation,
+                input_norm=config.text_input_norm,
+            )
 
         self.id_expert = Expert(IDEmbedding(context.num_items, d, init_std=config.init_std), backbone())
         self.align_expert = Expert(
-            ConcatFusion(IDEmbedding(context.num_items, d, init_std=config.init_std), text_mlp(), d,
-                         dropout=config.fusion_dropout, activation=config.fusion_activation,
-                         init=config.fusion_init),
+            ConcatFusion(
+                IDEmbedding(context.num_items, d, init_std=config.init_std),
+                text_mlp(),
+                d,
+                dropout=config.fusion_dropout,
+                activation=config.fusion_activation,
+                init=config.fusion_init,
+            ),
             backbone(),
         )
         self.llm_expert = Expert(text_mlp(), backbone())
@@ -217,8 +252,13 @@ class PAD(Method):
         if "align" in self.config.experts:
             phases.append(Phase("align", config_keys=ALIGN_KEYS, after=["pretrain"], added_keys=ALIGN_ADDED_KEYS))
         gate_only = set(self.config.frozen_in_phase3) == set(self.config.experts)
-        phases.append(Phase("disentangle", overrides={"lr": GATE_ONLY_LR if gate_only else DISENTANGLE_LR},
-                            added_keys=ALIGN_ADDED_KEYS))
+        phases.append(
+            Phase(
+                "disentangle",
+                overrides={"lr": GATE_ONLY_LR if gate_only else DISENTANGLE_LR},
+                added_keys=ALIGN_ADDED_KEYS,
+            )
+        )
         return phases
 
     def begin_phase(self, name: str) -> None:
@@ -258,8 +298,15 @@ class PAD(Method):
         if self.phase == "pretrain":
             return ranking_losses(self.id_expert, batch, cfg.loss, self.num_items, cfg.num_negatives)
         if self.phase == "pretrain_llm":
-            return ranking_losses(self.llm_expert, batch, cfg.loss, self.num_items, cfg.num_negatives,
-                                  self.log_prior, cfg.llm_logit_adjustment)
+            return ranking_losses(
+                self.llm_expert,
+                batch,
+                cfg.loss,
+                self.num_items,
+                cfg.num_negatives,
+                self.log_prior,
+                cfg.llm_logit_adjustment,
+            )
         if self.phase == "align":
             return self._align_losses(batch)
         return self._disentangle_losses(batch)
@@ -319,8 +366,9 @@ class PAD(Method):
             neg_logits = neg_logits + cfg.logit_adjustment * self.log_prior[neg]
         return {"rec": bce_loss(pos, neg_logits, mask)}
 
-    def _gated_logits(self, experts: list[Expert], frozen: list[bool], hs: list[torch.Tensor],
-                      ids: torch.Tensor) -> torch.Tensor:
+    def _gated_logits(
+        self, experts: list[Expert], frozen: list[bool], hs: list[torch.Tensor], ids: torch.Tensor
+    ) -> torch.Tensor:
         """(B, L, K) candidate ids -> gated logits Σ_e g_e · logit_e."""
         vecs = [_run(ex.items, fixed, ids) for ex, fixed in zip(experts, frozen)]
         w = self.gate.weights(ids, vecs)  # B × L × K × E
@@ -341,8 +389,7 @@ class PAD(Method):
         if w is None:
             ids = torch.arange(self.num_items + 1, device=histories.device)
             w = self.gate.weights(ids, tables)  # (N+1) × E
-        return sum(w[:, e] * ex.all_logits(ex.sequence_vector(histories), tables[e])
-                   for e, ex in enumerate(experts))
+        return sum(w[:, e] * ex.all_logits(ex.sequence_vector(histories), tables[e]) for e, ex in enumerate(experts))
 
     def prepare_serving(self) -> None:
         """Precompute the per-item gate weights (they do not depend on the user)."""
@@ -353,16 +400,22 @@ class PAD(Method):
         self.register_buffer("serving_gate", w.detach().clone())
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
-        out = {"id": self.id_expert.items.all().detach(), "align": self.align_expert.items.all().detach(),
-               "align_id": self.align_expert.items.first.all().detach(),
-               "align_text": self.align_expert.items.second.all().detach(),
-               "llm": self.llm_expert.items.all().detach(), "text": self.context.text_embeddings}
+        out = {
+            "id": self.id_expert.items.all().detach(),
+            "align": self.align_expert.items.all().detach(),
+            "align_id": self.align_expert.items.first.all().detach(),
+            "align_text": self.align_expert.items.second.all().detach(),
+            "llm": self.llm_expert.items.all().detach(),
+            "text": self.context.text_embeddings,
+        }
         return out
 
     def report(self) -> dict[str, Any]:
         """The mean expert weights per frequency bucket (rows = buckets 1..B, warmest first)."""
-        return {"experts": list(self.config.experts),
-                "gate_per_bucket": [[round(float(w), 4) for w in row] for row in self.gate_table()]}
+        return {
+            "experts": list(self.config.experts),
+            "gate_per_bucket": [[round(float(w), 4) for w in row] for row in self.gate_table()],
+        }
 
     def gate_table(self) -> torch.Tensor:
         """(B, E) expert weights per frequency bucket (bucket-based gates) for reporting."""

@@ -67,8 +67,13 @@ def build_backbone(name: str, overrides: dict[str, Any], hidden_size: int, max_l
 
 
 def ranking_losses(
-    expert: Expert, batch: TrainBatch, loss: str, num_items: int, num_negatives: int = 1,
-    log_prior: torch.Tensor | None = None, tau: float = 0.0,
+    expert: Expert,
+    batch: TrainBatch,
+    loss: str,
+    num_items: int,
+    num_negatives: int = 1,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """The next-item loss of one expert on a batch (``ce`` or ``bce``) as ``{"rec": loss}``;
     ``log_prior`` ((N+1,) log π) and ``tau`` add logit adjustment."""
@@ -99,8 +104,9 @@ class SequentialRecommender(Method):
 
     def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        return ranking_losses(self.expert, batch, cfg.loss, self.num_items, cfg.num_negatives, self.log_prior,
-                              cfg.logit_adjustment)
+        return ranking_losses(
+            self.expert, batch, cfg.loss, self.num_items, cfg.num_negatives, self.log_prior, cfg.logit_adjustment
+        )
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         return {"id": self.expert.items.all().detach()}

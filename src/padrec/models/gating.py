@@ -45,8 +45,15 @@ class NetworkGate(nn.Module):
             expert's item vectors; bucket_dim: size of the bucket embedding.
     """
 
-    def __init__(self, bucket: torch.Tensor, num_buckets: int, num_experts: int, hidden_size: int,
-                 bucket_dim: int = 16, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        bucket: torch.Tensor,
+        num_buckets: int,
+        num_experts: int,
+        hidden_size: int,
+        bucket_dim: int = 16,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.register_buffer("bucket", bucket.clamp_min(1).long() - 1, persistent=False)
         self.bucket_embedding = nn.Embedding(num_buckets, bucket_dim)
@@ -87,8 +94,14 @@ class EqualGate(nn.Module):
         return torch.full((*ids.shape, self.num_experts), 1.0 / self.num_experts, device=ids.device)
 
 
-def build_gate(kind: GateKind, bucket: torch.Tensor, num_buckets: int, experts: list[str], hidden_size: int,
-               init: dict[str, tuple[float, float]]) -> nn.Module:
+def build_gate(
+    kind: GateKind,
+    bucket: torch.Tensor,
+    num_buckets: int,
+    experts: list[str],
+    hidden_size: int,
+    init: dict[str, tuple[float, float]],
+) -> nn.Module:
     """Build the gate ``kind`` for the named experts (in order)."""
     if kind == "bucket_scalar":
         return BucketScalarGate(bucket, num_buckets, [init[e] for e in experts])

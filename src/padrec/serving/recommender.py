@@ -74,8 +74,16 @@ class Recommender:
         cfg = load_experiment_config(meta["experiment"])
         n = int(meta["num_items"])
         text = torch.zeros(n + 1, meta["text_dim"]) if meta.get("text_dim") else None
-        stats = ItemStats(**{k: (np.asarray(v) if isinstance(v, list) and k != "bucket_bounds" else v)
-                             for k, v in meta["item_stats"].items()}) if meta.get("item_stats") else None
+        stats = (
+            ItemStats(
+                **{
+                    k: (np.asarray(v) if isinstance(v, list) and k != "bucket_bounds" else v)
+                    for k, v in meta["item_stats"].items()
+                }
+            )
+            if meta.get("item_stats")
+            else None
+        )
         ctx = MethodContext(num_items=n, max_len=int(meta["max_len"]), item_stats=stats, text_embeddings=text)
         method = METHODS.build(cfg.method, cfg.method_config, context=ctx)
         method.begin_phase(final_phase(method, meta))

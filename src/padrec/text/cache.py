@@ -128,8 +128,10 @@ def _verify(path: Path, identity: dict[str, Any], template_key: str) -> CacheEnt
     if matrix.dtype != np.float32 or matrix.ndim != 2:
         return f"tensor is {matrix.dtype} with {matrix.ndim} dims, expected 2-D float32"
     if matrix.shape != (count, dim) or len(hashes) != count:
-        return (f"dimension mismatch: tensor {tuple(matrix.shape)}, metadata count={count} dimension={dim}, "
-                f"{len(hashes)} hashes")
+        return (
+            f"dimension mismatch: tensor {tuple(matrix.shape)}, metadata count={count} dimension={dim}, "
+            f"{len(hashes)} hashes"
+        )
     if len(set(hashes)) != len(hashes):
         return "duplicate text hashes"
     if meta.get("checksum") != _checksum(matrix):
@@ -139,8 +141,7 @@ def _verify(path: Path, identity: dict[str, Any], template_key: str) -> CacheEnt
     return CacheEntry(hashes=list(hashes), matrix=matrix, created=str(meta.get("created", "")))
 
 
-def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], template_key: str,
-                normalize: bool) -> None:
+def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], template_key: str, normalize: bool) -> None:
     """Write ``entry`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     from safetensors.numpy import save_file
 

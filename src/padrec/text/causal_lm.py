@@ -96,8 +96,9 @@ def convert_gguf(src_dir: Path, gguf_file: str, dst: Path) -> Path:
 
     logger.info("converting %s to safetensors under %s (once; takes ~30-60 s on a CPU)", gguf_file, dst)
     tokenizer = AutoTokenizer.from_pretrained(str(src_dir), gguf_file=gguf_file, local_files_only=True)
-    quantised = AutoModelForCausalLM.from_pretrained(str(src_dir), gguf_file=gguf_file, dtype=torch.float32,
-                                                     local_files_only=True)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(src_dir), gguf_file=gguf_file, dtype=torch.float32, local_files_only=True
+    )
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -110,8 +111,11 @@ def convert_gguf(src_dir: Path, gguf_file: str, dst: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
-    marker = {"source": str(src_dir / gguf_file), "source_fingerprint": file_fingerprint(src_dir / gguf_file),
-              "transformers": package_version("transformers")}
+    marker = {
+        "source": str(src_dir / gguf_file),
+        "source_fingerprint": file_fingerprint(src_dir / gguf_file),
+        "transformers": package_version("transformers"),
+    }
     (tmp / _CONVERSION_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
     if dst.exists():
         shutil.rmtree(dst)
@@ -233,8 +237,9 @@ class CausalLMEncoder(TextEncoder):
     def encode_batch(self, texts: list[str]) -> torch.Tensor:
         if self.config.instruction:
             texts = [self.config.instruction + t for t in texts]
-        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.config.max_length,
-                              return_tensors="pt")
+        enc = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
+        )
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         hidden = self._model(**enc).last_hidden_state  # B x T x H
         mask = enc["attention_mask"]  # B x T, 1 on real tokens

@@ -166,8 +166,11 @@ class TextEmbeddings:
         tmp_st = st_path.with_name(f".{st_path.name}.tmp-{os.getpid()}")
         tmp_js = js_path.with_name(f".{js_path.name}.tmp-{os.getpid()}")
         try:
-            save_file({"embeddings": self.matrix.contiguous()}, str(tmp_st),
-                      metadata={"padrec_text_embeddings": json.dumps(self.metadata(), separators=(",", ":"))})
+            save_file(
+                {"embeddings": self.matrix.contiguous()},
+                str(tmp_st),
+                metadata={"padrec_text_embeddings": json.dumps(self.metadata(), separators=(",", ":"))},
+            )
             tmp_js.write_text(json.dumps(meta, indent=1), encoding="utf-8")
             os.replace(tmp_st, st_path)
             os.replace(tmp_js, js_path)
@@ -193,13 +196,23 @@ class TextEmbeddings:
         except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
             raise TextError(f"{base}: cannot read text embeddings (.safetensors + .json): {exc}") from exc
         if matrix.ndim != 2 or len(meta.get("item_ids", [])) != matrix.shape[0]:
-            raise TextError(f"{st_path}: matrix shape {tuple(matrix.shape)} does not match "
-                            f"{len(meta.get('item_ids', []))} item ids in {js_path}")
-        return cls(matrix=matrix.float(), encoder=meta.get("encoder", ""), identity=meta.get("identity", {}),
-                   template=meta.get("template", ""), item_ids=[str(x) for x in meta["item_ids"]],
-                   missing_ids=list(meta.get("missing_ids", [])), encoded=int(meta.get("encoded", 0)),
-                   cache_hits=int(meta.get("cache_hits", 0)), items_per_second=meta.get("items_per_second"),
-                   cache_path=meta.get("cache_path"), device=meta.get("device", "cpu"))
+            raise TextError(
+                f"{st_path}: matrix shape {tuple(matrix.shape)} does not match "
+                f"{len(meta.get('item_ids', []))} item ids in {js_path}"
+            )
+        return cls(
+            matrix=matrix.float(),
+            encoder=meta.get("encoder", ""),
+            identity=meta.get("identity", {}),
+            template=meta.get("template", ""),
+            item_ids=[str(x) for x in meta["item_ids"]],
+            missing_ids=list(meta.get("missing_ids", [])),
+            encoded=int(meta.get("encoded", 0)),
+            cache_hits=int(meta.get("cache_hits", 0)),
+            items_per_second=meta.get("items_per_second"),
+            cache_path=meta.get("cache_path"),
+            device=meta.get("device", "cpu"),
+        )
 
 
 def make_encoder(config: TextConfig) -> TextEncoder:
@@ -239,14 +252,17 @@ def _describe(ids: list[int], item_ids: np.ndarray, reasons: dict[int, str] | No
 def _check_dataset(dataset: SequenceDataset) -> None:
     n_rows = len(dataset.item_table)
     if n_rows != len(dataset.item_ids):
-        raise TextError(f"dataset {dataset.name!r}: item_table has {n_rows} rows but there are "
-                        f"{len(dataset.item_ids)} item ids (expected N+1 each, row 0 = padding)")
+        raise TextError(
+            f"dataset {dataset.name!r}: item_table has {n_rows} rows but there are "
+            f"{len(dataset.item_ids)} item ids (expected N+1 each, row 0 = padding)"
+        )
     if dataset.num_items < 1:
         raise TextError(f"dataset {dataset.name!r} has no items")
 
 
-def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = None,
-                          progress: bool = True) -> TextEmbeddings:
+def build_text_embeddings(
+    dataset: SequenceDataset, config: TextConfig | None = None, progress: bool = True
+) -> TextEmbeddings:
     """Make (or fetch from the cache) the dataset's frozen item text-embedding matrix.
 
     Renders one text per item with ``config.template``, looks each distinct text up in the
@@ -282,25 +298,39 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
     if encoder.produces == "matrix":
         matrix_np, missing_ids = encoder.item_matrix(item_ids)  # type: ignore[attr-defined]
         if missing_ids:
-            logger.warning("precomputed: %d of %d items have no row and get zeros: %s", len(missing_ids), n,
-                           _describe(missing_ids, item_ids))
-        return TextEmbeddings(matrix=torch.from_numpy(matrix_np), encoder=config.encoder,
-                              identity=encoder.identity(), template="", item_ids=[str(x) for x in item_ids],
-                              missing_ids=missing_ids, total_seconds=time.perf_counter() - t_start,
-                              device=str(device))
+            logger.warning(
+                "precomputed: %d of %d items have no row and get zeros: %s",
+                len(missing_ids),
+                n,
+                _describe(missing_ids, item_ids),
+            )
+        return TextEmbeddings(
+            matrix=torch.from_numpy(matrix_np),
+            encoder=config.encoder,
+            identity=encoder.identity(),
+            template="",
+            item_ids=[str(x) for x in item_ids],
+            missing_ids=missing_ids,
+            total_seconds=time.perf_counter() - t_start,
+            device=str(device),
+        )
 
     rendered = render_texts(dataset.item_table, config.template)
     missing = sorted(rendered.missing)
     if len(missing) == n:
         first = missing[0]
-        raise TextError(f"dataset {dataset.name!r}: all {n} items lack text under template "
-                        f"{config.template!r} (e.g. {rendered.missing[first]}); pick another template or fields")
+        raise TextError(
+            f"dataset {dataset.name!r}: all {n} items lack text under template "
+            f"{config.template!r} (e.g. {rendered.missing[first]}); pick another template or fields"
+        )
     if missing:
         detail = _describe(missing, item_ids, rendered.missing)
         if config.on_missing == "error":
-            raise TextError(f"dataset {dataset.name!r}: {len(missing)} of {n} items have no text under template "
-                            f"{config.template!r}: {detail}. Fill them in, use an optional field "
-                            f"({{field?}} or [segment]), or set on_missing='zero' (--missing zero) to give them zero rows")
+            raise TextError(
+                f"dataset {dataset.name!r}: {len(missing)} of {n} items have no text under template "
+                f"{config.template!r}: {detail}. Fill them in, use an optional field "
+                f"({{field?}} or [segment]), or set on_missing='zero' (--missing zero) to give them zero rows"
+            )
         logger.warning("%d of %d items have no text and get zero rows: %s", len(missing), n, detail)
 
     missing_set = set(missing)
@@ -329,27 +359,42 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
             encoder.ensure_loaded()
             load_s = time.perf_counter() - t0
             t1, c1 = time.perf_counter(), time.process_time()
-            new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
-                                        progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
+            new_matrix = encoder.encode(
+                [distinct[h] for h in todo],
+                batch_size=config.batch_size,
+                progress=progress,
+                desc=f"encoding {dataset.name} ({config.encoder})",
+            )
             enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
         rate = len(todo) / enc_s if enc_s > 0 else None
         if entry is not None and entry.dim != new_matrix.shape[1]:
-            logger.warning("text cache %s: holds %d-d vectors but the encoder now gives %d-d; "
-                           "rebuilding it from scratch", path, entry.dim, new_matrix.shape[1])
+            logger.warning(
+                "text cache %s: holds %d-d vectors but the encoder now gives %d-d; rebuilding it from scratch",
+                path,
+                entry.dim,
+                new_matrix.shape[1],
+            )
             entry, known = None, {}
             todo = list(distinct)
             hits = 0
             with torch_threads(config.num_threads):
                 t1, c1 = time.perf_counter(), time.process_time()
-                new_matrix = encoder.encode([distinct[h] for h in todo], batch_size=config.batch_size,
-                                            progress=progress, desc=f"encoding {dataset.name} ({config.encoder})")
+                new_matrix = encoder.encode(
+                    [distinct[h] for h in todo],
+                    batch_size=config.batch_size,
+                    progress=progress,
+                    desc=f"encoding {dataset.name} ({config.encoder})",
+                )
                 enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
             rate = len(todo) / enc_s if enc_s > 0 else None
         if path is not None:
             old_hashes = entry.hashes if entry is not None else []
             old_matrix = entry.matrix if entry is not None else np.zeros((0, new_matrix.shape[1]), np.float32)
-            merged = CacheEntry(hashes=old_hashes + todo, matrix=np.concatenate([old_matrix, new_matrix]),
-                                created=entry.created if entry is not None else "")
+            merged = CacheEntry(
+                hashes=old_hashes + todo,
+                matrix=np.concatenate([old_matrix, new_matrix]),
+                created=entry.created if entry is not None else "",
+            )
             try:
                 write_cache(path, merged, identity, rendered.template_key, encoder.normalize)
             except OSError as exc:
@@ -368,14 +413,31 @@ def build_text_embeddings(dataset: SequenceDataset, config: TextConfig | None = 
         raise TextError(f"{len(bad)} item vector(s) contain NaN/inf: {_describe(list(bad), item_ids)}")
 
     result = TextEmbeddings(
-        matrix=torch.from_numpy(matrix), encoder=config.encoder, identity=identity,
-        template=rendered.template_key, item_ids=[str(x) for x in item_ids], missing_ids=missing,
-        encoded=len(todo), cache_hits=hits, items_per_second=rate, load_seconds=load_s,
-        encode_seconds=enc_s, encode_cpu_seconds=enc_cpu, total_seconds=time.perf_counter() - t_start,
-        cache_path=str(path) if path is not None else None, device=str(device),
+        matrix=torch.from_numpy(matrix),
+        encoder=config.encoder,
+        identity=identity,
+        template=rendered.template_key,
+        item_ids=[str(x) for x in item_ids],
+        missing_ids=missing,
+        encoded=len(todo),
+        cache_hits=hits,
+        items_per_second=rate,
+        load_seconds=load_s,
+        encode_seconds=enc_s,
+        encode_cpu_seconds=enc_cpu,
+        total_seconds=time.perf_counter() - t_start,
+        cache_path=str(path) if path is not None else None,
+        device=str(device),
     )
-    logger.info("text embeddings for %s: %d x %d, %d encoded, %d from cache, %.2f s", dataset.name,
-                n + 1, dim, result.encoded, result.cache_hits, result.total_seconds)
+    logger.info(
+        "text embeddings for %s: %d x %d, %d encoded, %d from cache, %.2f s",
+        dataset.name,
+        n + 1,
+        dim,
+        result.encoded,
+        result.cache_hits,
+        result.total_seconds,
+    )
     return result
 
 

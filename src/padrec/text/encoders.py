@@ -81,8 +81,9 @@ class TextEncoder(abc.ABC):
             self.load()
             self._loaded = True
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False,
-               desc: str = "encoding") -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
+    ) -> np.ndarray:
         """Encode ``texts`` -> ``(len(texts), D)`` float32, rows in the order given.
 
         Texts are processed longest first in batches of ``batch_size`` (less padding, and an
@@ -106,25 +107,31 @@ class TextEncoder(abc.ABC):
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), batch_size):
-                    idx = order[start:start + batch_size]
+                    idx = order[start : start + batch_size]
                     batch = [texts[i] for i in idx]
                     vecs = self.encode_batch(batch)
                     if isinstance(vecs, torch.Tensor):
                         vecs = vecs.detach().to(device="cpu", dtype=torch.float32).numpy()
                     vecs = np.asarray(vecs, dtype=np.float32)
                     if vecs.ndim != 2 or vecs.shape[0] != len(batch):
-                        raise TextError(f"{self.registry_name} encoder returned shape {vecs.shape} for a batch of "
-                                        f"{len(batch)} texts; expected ({len(batch)}, D)")
+                        raise TextError(
+                            f"{self.registry_name} encoder returned shape {vecs.shape} for a batch of "
+                            f"{len(batch)} texts; expected ({len(batch)}, D)"
+                        )
                     if out is None:
                         out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
                     elif vecs.shape[1] != out.shape[1]:
-                        raise TextError(f"{self.registry_name} encoder changed dimension between batches: "
-                                        f"{out.shape[1]} then {vecs.shape[1]}")
+                        raise TextError(
+                            f"{self.registry_name} encoder changed dimension between batches: "
+                            f"{out.shape[1]} then {vecs.shape[1]}"
+                        )
                     bad = ~np.isfinite(vecs).all(axis=1)
                     if bad.any():
                         examples = [batch[j][:60] for j in np.flatnonzero(bad)[:3]]
-                        raise TextError(f"{self.registry_name} encoder produced NaN/inf for {int(bad.sum())} "
-                                        f"text(s), e.g. {examples}; try dtype float32")
+                        raise TextError(
+                            f"{self.registry_name} encoder produced NaN/inf for {int(bad.sum())} "
+                            f"text(s), e.g. {examples}; try dtype float32"
+                        )
                     out[idx] = vecs
                     bar.update(len(batch))
         finally:
@@ -219,8 +226,7 @@ def dir_fingerprint(path: Path) -> str:
     Catches swapped weights, edited configs and changed tokenizers without reading gigabytes.
     """
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*")
-                   if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts)
     for p in files:
         h.update(p.relative_to(path).as_posix().encode())
         h.update(file_fingerprint(p).encode())
@@ -231,9 +237,11 @@ def local_model_dir(model: str, encoder: str) -> Path:
     """Check ``model`` is an existing local directory (padrec never downloads weights)."""
     path = Path(model).expanduser()
     if not path.is_dir():
-        raise TextError(f"{encoder} model {model!r}: not an existing local directory. padrec never downloads "
-                        f"weights; give the path of a model saved on disk, or leave 'model' empty for the "
-                        f"offline default")
+        raise TextError(
+            f"{encoder} model {model!r}: not an existing local directory. padrec never downloads "
+            f"weights; give the path of a model saved on disk, or leave 'model' empty for the "
+            f"offline default"
+        )
     return path.resolve()
 
 
@@ -317,8 +325,9 @@ class SentenceTransformerEncoder(TextEncoder):
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         if self.config.prompt:
             texts = [self.config.prompt + t for t in texts]
-        return self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
-                                  normalize_embeddings=False, show_progress_bar=False)
+        return self._model.encode(
+            texts, batch_size=len(texts), convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+        )
 
     @property
     def dimension(self) -> int | None:

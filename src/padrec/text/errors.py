@@ -14,8 +14,9 @@ class MissingDependencyError(ImportError):
     """An optional package an encoder needs is not installed; the message gives the pip command."""
 
     def __init__(self, package: str, pip: str, purpose: str) -> None:
-        super().__init__(f"{purpose} needs the optional package '{package}', which is not installed; "
-                         f"install it with: {pip}")
+        super().__init__(
+            f"{purpose} needs the optional package '{package}', which is not installed; install it with: {pip}"
+        )
         self.package = package
         self.pip = pip
 

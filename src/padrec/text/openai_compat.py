@@ -126,9 +126,11 @@ class OpenAIEncoder(TextEncoder):
         if env:
             key = os.environ.get(env, "")
             if not key:
-                raise TextError(f"openai encoder: environment variable {env} (config api_key_env) is not set; "
-                                f"export the API key there, or set api_key_env to '' for an endpoint "
-                                f"without authentication")
+                raise TextError(
+                    f"openai encoder: environment variable {env} (config api_key_env) is not set; "
+                    f"export the API key there, or set api_key_env to '' for an endpoint "
+                    f"without authentication"
+                )
             self._key = key
 
     def _throttle(self) -> None:
@@ -159,7 +161,9 @@ class OpenAIEncoder(TextEncoder):
             raise EncoderRequestError(f"{where} is not JSON ({exc}); starts with {raw[:120]!r}") from exc
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise EncoderRequestError(f"{where} has no 'data' list; keys: {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+            raise EncoderRequestError(
+                f"{where} has no 'data' list; keys: {sorted(data) if isinstance(data, dict) else type(data).__name__}"
+            )
         if len(items) != n:
             raise EncoderRequestError(f"{where} holds {len(items)} embeddings for {n} inputs")
         rows: list[Any] = [None] * n
@@ -204,12 +208,17 @@ class OpenAIEncoder(TextEncoder):
                     lower = {k.lower(): v for k, v in headers.items()}
                     wait_hint = parse_retry_after(lower.get("retry-after"))
             if attempt >= self.config.max_retries:
-                raise EncoderRequestError(f"openai encoder: {self.url} still failing after "
-                                          f"{attempt + 1} attempts; last: {problem}")
-            delay = wait_hint if wait_hint is not None else min(
-                self.config.backoff_max, self.config.backoff_initial * (2 ** attempt))
-            logger.warning("openai encoder: %s; retry %d/%d in %.1f s", problem, attempt + 1,
-                           self.config.max_retries, delay)
+                raise EncoderRequestError(
+                    f"openai encoder: {self.url} still failing after {attempt + 1} attempts; last: {problem}"
+                )
+            delay = (
+                wait_hint
+                if wait_hint is not None
+                else min(self.config.backoff_max, self.config.backoff_initial * (2**attempt))
+            )
+            logger.warning(
+                "openai encoder: %s; retry %d/%d in %.1f s", problem, attempt + 1, self.config.max_retries, delay
+            )
             self.retries_made += 1
             self._sleep(delay)
             attempt += 1

@@ -208,13 +208,17 @@ class PrecomputedEncoder(TextEncoder):
                 src_rows.append(r)
                 dst_rows.append(i)
         if len(missing) == n:
-            raise TextError(f"{ids_path}: none of the dataset's {n} item ids is in the id map "
-                            f"(first dataset ids {[str(x) for x in item_ids[1:4]]}, "
-                            f"first map ids {list(id_map)[:3]})")
+            raise TextError(
+                f"{ids_path}: none of the dataset's {n} item ids is in the id map "
+                f"(first dataset ids {[str(x) for x in item_ids[1:4]]}, "
+                f"first map ids {list(id_map)[:3]})"
+            )
         if missing and self.config.missing == "error":
             sample = [str(item_ids[i]) for i in missing[:10]]
-            raise TextError(f"{ids_path}: {len(missing)} of {n} dataset items have no row, e.g. {sample}; "
-                            f"add them, or set missing=zero to give them zero rows")
+            raise TextError(
+                f"{ids_path}: {len(missing)} of {n} dataset items have no row, e.g. {sample}; "
+                f"add them, or set missing=zero to give them zero rows"
+            )
         if src_rows:
             out[dst_rows] = np.asarray(matrix[np.asarray(src_rows)], dtype=np.float32)
         nonfinite = np.flatnonzero(~np.isfinite(out).all(axis=1))

@@ -142,7 +142,7 @@ def parse_template(template: str) -> tuple[_Part, ...]:
             end = template.find("}", i + 1)
             if end < 0:
                 raise TextError(f"template {template!r}: '{{' at position {i} has no closing '}}'")
-            name = template[i + 1:end].strip()
+            name = template[i + 1 : end].strip()
             optional = name.endswith("?")
             name = name.rstrip("?").strip()
             if not name or "{" in name:
@@ -171,10 +171,14 @@ def parse_template(template: str) -> tuple[_Part, ...]:
     if seg is not None:
         raise TextError(f"template {template!r}: '[' opened but never closed")
     flush()
-    if not any(isinstance(p, _Field) or (isinstance(p, _Segment) and any(isinstance(q, _Field) for q in p.parts))
-               for p in parts):
-        raise TextError(f"template {template!r}: has no {{field}} placeholder; use a builtin "
-                        f"({', '.join(BUILTIN_TEMPLATES)}) or a string like '{{title}} by {{brand}}'")
+    if not any(
+        isinstance(p, _Field) or (isinstance(p, _Segment) and any(isinstance(q, _Field) for q in p.parts))
+        for p in parts
+    ):
+        raise TextError(
+            f"template {template!r}: has no {{field}} placeholder; use a builtin "
+            f"({', '.join(BUILTIN_TEMPLATES)}) or a string like '{{title}} by {{brand}}'"
+        )
     return tuple(parts)
 
 
@@ -193,8 +197,9 @@ def _check_columns(names: list[str], table: pd.DataFrame, template: str) -> None
     unknown = [f for f in names if f not in table.columns]
     if unknown:
         available = ", ".join(map(str, table.columns)) or "(none: this dataset has ids only)"
-        raise TextError(f"template {template!r} uses unknown field(s) {', '.join(unknown)}; "
-                        f"the item table has: {available}")
+        raise TextError(
+            f"template {template!r} uses unknown field(s) {', '.join(unknown)}; the item table has: {available}"
+        )
 
 
 def _render_custom(table: pd.DataFrame, template: str) -> RenderedTexts:
@@ -250,8 +255,9 @@ def _render_faerec(table: pd.DataFrame) -> RenderedTexts:
     if not chosen:
         wanted = ", ".join(c for _, cands in _FAEREC_FIELDS for c in cands)
         available = ", ".join(map(str, table.columns)) or "(none: this dataset has ids only)"
-        raise TextError(f"template 'faerec' needs at least one of the columns {wanted}; "
-                        f"the item table has: {available}")
+        raise TextError(
+            f"template 'faerec' needs at least one of the columns {wanted}; the item table has: {available}"
+        )
     texts = [""] * len(table)
     missing: dict[int, str] = {}
     for row in range(1, len(table)):
@@ -298,6 +304,8 @@ def render_texts(item_table: pd.DataFrame, template: str = "title") -> RenderedT
     if template == "faerec":
         return _render_faerec(item_table)
     if "{" not in template:
-        raise TextError(f"unknown template {template!r}: use one of {', '.join(BUILTIN_TEMPLATES)} "
-                        f"or a template string with {{field}} placeholders, e.g. '{{title}} by {{brand?}}'")
+        raise TextError(
+            f"unknown template {template!r}: use one of {', '.join(BUILTIN_TEMPLATES)} "
+            f"or a template string with {{field}} placeholders, e.g. '{{title}} by {{brand?}}'"
+        )
     return _render_custom(item_table, template)

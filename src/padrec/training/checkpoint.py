@@ -41,8 +41,9 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
-def save_weights(module: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
-                 only: set[str] | None = None) -> None:
+def save_weights(
+    module: nn.Module, path: str | Path, meta: dict[str, Any] | None = None, only: set[str] | None = None
+) -> None:
     """Save ``module``'s state to ``path`` (.safetensors) and ``meta`` to the .json sidecar.
 
     ``only`` restricts the file to these state-dict keys (a phase's trained parameters).
@@ -80,7 +81,9 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
     missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
     missing = [k for k in missing if not _is_nonpersistent(module, k)]
     if strict and (missing or unexpected):
-        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise RuntimeError(
+            f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
 
 
 def _is_nonpersistent(module: nn.Module, key: str) -> bool:

@@ -184,8 +184,16 @@ class Trainer:
         self.phase_keys = {n for n, p in method.named_parameters() if id(p) in ids}
         if state is not None and state.get("finished"):
             load_weights(method, phase_dir / "best.safetensors", partial=True)
-            return PhaseResult(phase, state["best_epoch"] + 1, state["best_value"], state["epoch"] + 1,
-                               state["seconds_per_epoch"], state["train_seconds"], "reused", state["history"])
+            return PhaseResult(
+                phase,
+                state["best_epoch"] + 1,
+                state["best_value"],
+                state["epoch"] + 1,
+                state["seconds_per_epoch"],
+                state["train_seconds"],
+                "reused",
+                state["history"],
+            )
 
         if not params:  # e.g. a fixed equal-weight gate over frozen experts: validate once, keep as is
             value = self.validate(self.validation_set()).overall[cfg.monitor]
@@ -226,8 +234,14 @@ class Trainer:
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=shuffle)
             totals: dict[str, float] = {}
-            bar = tqdm(range(n_batches), desc=f"{phase} {epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not cfg.progress, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                range(n_batches),
+                desc=f"{phase} {epoch + 1}/{cfg.epochs}",
+                unit="batch",
+                disable=not cfg.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
             for b in bar:
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 batch = TrainBatch(inputs[idx], targets[idx], users[idx]).to(self.device)
@@ -250,9 +264,13 @@ class Trainer:
             t1 = time.perf_counter()
             result = self.validate(valid)
             value = result.overall[cfg.monitor]
-            row = {"epoch": epoch + 1, **{f"loss_{k}": v / n_batches for k, v in totals.items()},
-                   f"valid_{cfg.monitor}": value, "train_s": round(epoch_train, 3),
-                   "valid_s": round(time.perf_counter() - t1, 3)}
+            row = {
+                "epoch": epoch + 1,
+                **{f"loss_{k}": v / n_batches for k, v in totals.items()},
+                f"valid_{cfg.monitor}": value,
+                "train_s": round(epoch_train, 3),
+                "valid_s": round(time.perf_counter() - t1, 3),
+            }
             history.append(row)
             improved = value > best_value
             if improved:
@@ -261,10 +279,23 @@ class Trainer:
             else:
                 bad += 1
             losses_txt = " ".join(f"{k}={v / n_batches:.4f}" for k, v in totals.items())
-            tqdm.write(f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  valid {cfg.monitor}={value:.4f}"
-                       f"{' *' if improved else ''}  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)")
-            self._save_last(phase_dir, optimizer, shuffle, fp, epoch, best_value, best_epoch, bad, history,
-                            train_seconds, finished=False)
+            tqdm.write(
+                f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  valid {cfg.monitor}={value:.4f}"
+                f"{' *' if improved else ''}  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)"
+            )
+            self._save_last(
+                phase_dir,
+                optimizer,
+                shuffle,
+                fp,
+                epoch,
+                best_value,
+                best_epoch,
+                bad,
+                history,
+                train_seconds,
+                finished=False,
+            )
             if bad >= cfg.patience and epoch + 1 >= cfg.min_epochs:
                 stopped = "patience"
                 break
@@ -276,23 +307,58 @@ class Trainer:
             raise RuntimeError(f"phase '{phase}' ran no epoch (epochs={cfg.epochs})")
         load_weights(method, phase_dir / "best.safetensors", partial=True)
         spe = train_seconds / max(1, len(history))
-        self._save_last(phase_dir, optimizer, shuffle, fp, epochs_run - 1, best_value, best_epoch, bad, history,
-                        train_seconds, finished=True, seconds_per_epoch=spe)
+        self._save_last(
+            phase_dir,
+            optimizer,
+            shuffle,
+            fp,
+            epochs_run - 1,
+            best_value,
+            best_epoch,
+            bad,
+            history,
+            train_seconds,
+            finished=True,
+            seconds_per_epoch=spe,
+        )
         return PhaseResult(phase, best_epoch + 1, best_value, epochs_run, spe, train_seconds, stopped, history)
 
-    def _save_last(self, phase_dir: Path, optimizer, shuffle, fp, epoch, best_value, best_epoch, bad, history,
-                   train_seconds, finished: bool, seconds_per_epoch: float = 0.0) -> None:
+    def _save_last(
+        self,
+        phase_dir: Path,
+        optimizer,
+        shuffle,
+        fp,
+        epoch,
+        best_value,
+        best_epoch,
+        bad,
+        history,
+        train_seconds,
+        finished: bool,
+        seconds_per_epoch: float = 0.0,
+    ) -> None:
         if not finished:
             save_weights(self.method, phase_dir / "last.safetensors", only=self.phase_keys)
             rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
             if self.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.device)
             save_training_state(phase_dir / "last.optim.safetensors", optimizer, rng, {})
-        write_json(phase_dir / "state.json", {
-            "fingerprint": fp, "epoch": epoch, "best_value": best_value, "best_epoch": best_epoch,
-            "bad_epochs": bad, "history": history, "train_seconds": train_seconds, "finished": finished,
-            "seconds_per_epoch": seconds_per_epoch, "monitor": self.config.monitor,
-        })
+        write_json(
+            phase_dir / "state.json",
+            {
+                "fingerprint": fp,
+                "epoch": epoch,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad,
+                "history": history,
+                "train_seconds": train_seconds,
+                "finished": finished,
+                "seconds_per_epoch": seconds_per_epoch,
+                "monitor": self.config.monitor,
+            },
+        )
         if finished:
             for name in ("last.safetensors", "last.optim.safetensors", "last.optim.json"):
                 (phase_dir / name).unlink(missing_ok=True)

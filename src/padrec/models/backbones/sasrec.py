@@ -111,9 +111,7 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.qkv = nn.Linear(d, 3 * d, bias=config.attention_bias)
         self.out = nn.Linear(d, d, bias=config.attention_bias)
-        self.attention_dropout = (
-            config.dropout if config.attention_dropout is None else config.attention_dropout
-        )
+        self.attention_dropout = config.dropout if config.attention_dropout is None else config.attention_dropout
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, h: torch.Tensor, allowed: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
@@ -185,9 +183,7 @@ class SASRec(Backbone):
         super().__init__(config)
         d = config.hidden_size
         self.position = nn.Embedding(config.max_len, d)
-        self.input_norm = (
-            nn.LayerNorm(d, eps=config.layer_norm_eps) if config.input_layer_norm else nn.Identity()
-        )
+        self.input_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.input_layer_norm else nn.Identity()
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(SASRecBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
