@@ -114,9 +114,55 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         kwargs[name] = _coerce(hints[name], value, key)
     try:
         obj = cls(**kwargs)
+    except ConfigError:
+        raise
+    except KeyError as exc:  # an unknown registered name (backbone, item representation, ...)
+        raise ConfigError(f"{where or cls.__name__}: {exc.args[0] if exc.args else exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
     return obj
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    phases: tuple[str, ...] | None = None,
+    fingerprint: bool = True,
+    **metadata: Any,
+) -> Any:
+    """A dataclass field carrying padrec's metadata.
+
+    Args:
+        default, default_factory: as for ``dataclasses.field``.
+        phases: the training phases whose results depend on this field (None = every
+            phase); a finished phase is reused when the fields it depends on are unchanged.
+        fingerprint: False for fields that cannot change a result (progress bars, device,
+            thread counts): they never enter a fingerprint.
+        metadata: further keys. ``legacy=v`` marks a field added after runs existed: at the
+            value ``v``, which does what runs did before the field existed, it is left out of
+            fingerprints, so adding an option does not invalidate finished phases.
+    """
+    meta = {"phases": phases, "fingerprint": fingerprint, **metadata}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fingerprint_fields(obj: Any, phase: str | None = None) -> dict[str, Any]:
+    """The fields of dataclass ``obj`` (as plain values) that enter a fingerprint: those not
+    marked ``fingerprint=False`` and, given ``phase``, whose ``phases`` include it (or are None)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("fingerprint", True):
+            continue
+        phases = f.metadata.get("phases")
+        if phase is not None and phases is not None and phase not in phases:
+            continue
+        if "legacy" in f.metadata and getattr(obj, f.name) == f.metadata["legacy"]:
+            continue
+        out[f.name] = to_dict(getattr(obj, f.name))
+    return out
 
 
 def to_dict(obj: Any) -> Any:

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from padrec.data import DataError, SplitConfig, compute_item_stats, make_split
         from padrec.data.loading import load_dataset, resolve_dataset
         from padrec.data.summary import dataset_summary, print_summary
-        from padrec.training.checkpoint import write_json
+        from padrec.io import write_json
 
         try:
             cfg = resolve_dataset(dataset)

@@ -44,7 +44,11 @@ def register(app: typer.Typer) -> None:
             ecfg = dataclasses.replace(ecfg, history_handling=history)
         if ks:
             ecfg = dataclasses.replace(ecfg, ks=parse_ints(ks, "--ks"))
-        result = evaluate_run(method, prepared, ecfg, which=which, device=device)
+        from padrec.evaluation.metrics import parse_metric
+
+        monitor = cfg.train.monitor
+        main = monitor if parse_metric(monitor.rpartition("/")[2])[1] in ecfg.ks else f"NDCG@{ecfg.ks[0]}"
+        result = evaluate_run(method, prepared, ecfg, which=which, device=device, main_metric=main)
         print_result(result, console, title=f"{run_dir} — {which}")
         if output:
             result.to_json(output)
@@ -61,7 +65,7 @@ def register(app: typer.Typer) -> None:
         Example: padrec compare runs/sasrec runs/pad --metric NDCG@10
         """
         from padrec.evaluation import EvalResult, per_user_paired_test, print_comparison
-        from padrec.training.checkpoint import read_json
+        from padrec.io import read_json
 
         def load(p: Path):
             if (p / "summary.json").exists():

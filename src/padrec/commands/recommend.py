@@ -44,6 +44,17 @@ def resolve_items(tokens: list[str], item_ids: list[str], titles: list[str]) -> 
     return out
 
 
+def _dataset_items(run_dir: Path) -> tuple[list[str], list[str]]:
+    """Raw item ids and titles read from the run's dataset (serving files of older runs)."""
+    from padrec.data.loading import load_dataset
+    from padrec.experiment import load_experiment_config
+    from padrec.io import read_json
+
+    cfg = load_experiment_config(read_json(run_dir / "serving.json")["experiment"], saved=True)
+    ds = load_dataset(cfg.data)
+    return [str(x) for x in ds.item_ids], ds.titles()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
@@ -72,22 +83,17 @@ def register(app: typer.Typer) -> None:
 
         from rich.table import Table
 
-        from padrec.data.loading import load_dataset
         from padrec.serving import Recommender
 
         t0 = time.perf_counter()
         try:
             rec = Recommender.load(run_dir, device=device, num_threads=threads)
-            from padrec.experiment import load_experiment_config
-            from padrec.training.checkpoint import read_json
-
-            cfg = load_experiment_config(read_json(run_dir / "serving.json")["experiment"])
-            ds = load_dataset(cfg.data)
-        except (FileNotFoundError, KeyError, ValueError) as exc:
+            item_ids, titles = rec.item_ids, rec.titles
+            if item_ids is None or titles is None:  # a serving file from before ids and titles were exported
+                item_ids, titles = _dataset_items(run_dir)
+        except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
             fail(str(exc))
         load_s = time.perf_counter() - t0
-        titles = ds.titles()
-        item_ids = [str(x) for x in ds.item_ids]
         sep = "|" if "|" in history else ","
         try:
             hist = resolve_items(history.split(sep), item_ids, titles)

@@ -111,26 +111,43 @@ def run_training(raw: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
     """Run the experiment once, or once per seed with an aggregate table and summary.json."""
     from padrec.evaluation import EvalResult, print_result
     from padrec.experiment import load_experiment_config, prepare, run_experiment
+    from padrec.training.distributed import init_distributed, shutdown
 
     cfg = load_experiment_config(raw)
-    if not seeds:
-        prepared = prepare(cfg)
-        res = run_experiment(cfg, prepared)
-        _print_run(res, cfg)
-        print_result(EvalResult.from_dict(res["test"]), console, title=f"{cfg.name} — test")
-        console.print(f"run directory: {cfg.run_dir()}")
-        return [res]
+    world, _ = init_distributed(cfg.train.device)
+    try:
+        prepared = prepare(cfg, world)
+        if not seeds:
+            res = run_experiment(cfg, prepared, world)
+            if res is None:  # a data-parallel process other than rank 0: it trained, rank 0 reports
+                return []
+            _print_run(res, cfg)
+            print_result(EvalResult.from_dict(res["test"]), console, title=f"{cfg.name} — test")
+            console.print(f"run directory: {cfg.run_dir()}")
+            return [res]
+        return _run_seeds(raw, cfg, seeds, prepared, world)
+    finally:
+        shutdown(world)
+
+
+def _run_seeds(raw: dict[str, Any], cfg, seeds: list[int], prepared, world) -> list[dict[str, Any]]:
+    """One run per seed under ``<run dir>/seed_S``, then the aggregate table and summary.json."""
+    from padrec.experiment import load_experiment_config, run_experiment
+
     base_dir = cfg.run_dir()
-    prepared = prepare(cfg)
     results = []
     for s in seeds:
         raw_s = copy.deepcopy(raw)
         raw_s.setdefault("train", {})["seed"] = s
         raw_s["output_dir"] = str(base_dir / f"seed_{s}")
         cfg_s = load_experiment_config(raw_s)
-        res = run_experiment(cfg_s, prepared)
+        res = run_experiment(cfg_s, prepared, world)
+        if res is None:
+            continue
         _print_run(res, cfg_s)
         results.append(res)
+    if not world.is_main:
+        return []
     _summarise_seeds(results, base_dir, cfg.name)
     return results
 
@@ -146,7 +163,7 @@ def _print_run(res: dict[str, Any], cfg) -> None:
 
 def _summarise_seeds(results: list[dict[str, Any]], base_dir: Path, name: str) -> None:
     from padrec.evaluation import aggregate, print_runs
-    from padrec.training.checkpoint import write_json
+    from padrec.io import write_json
 
     per_seed = [r["test"]["overall"] for r in results]
     agg = aggregate(per_seed)

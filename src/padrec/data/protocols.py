@@ -8,6 +8,15 @@ Histories keep the last ``max_len`` items, left-padded with 0.
 - ``pad`` (PAD's release): window 20; users with fewer than 3 items are dropped.
 - ``faerec`` (FAERec / SASRec release): window 50; users with fewer than 3 items are kept
   for training on their whole sequence but not evaluated.
+
+Training examples come in two shapes (``train_examples``):
+
+- ``shifted``: one window per user, the target at every position is the next item (for
+  causal backbones, which may not look ahead: every position trains at once);
+- ``prefixes``: one example per training position t (input ``seq[:t]``, target ``seq[t]``
+  at the last position only, 0 elsewhere), as RecBole trains every model: for backbones
+  that see the whole input (an FFT filter, pooling over all positions), so that no
+  example ever shows the model its own target.
 """
 
 from __future__ import annotations
@@ -35,11 +44,19 @@ class SplitConfig:
         max_len: history window L; 0 = the protocol's default (20 for pad, 50 for faerec).
         short_sequences: users with < 3 items: ``drop``, or ``train_only`` (train on the whole
             sequence, not evaluated); ``default`` = the protocol's choice.
+        train_examples: ``shifted``, ``prefixes`` (module docstring) or ``auto``: the
+            experiment picks ``shifted`` when the method's backbones are causal and
+            ``prefixes`` otherwise (the data layer alone reads ``auto`` as ``shifted``).
     """
 
     protocol: Literal["pad", "faerec"] = "pad"
     max_len: int = 0
     short_sequences: Literal["default", "drop", "train_only"] = "default"
+    train_examples: Literal["auto", "shifted", "prefixes"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.max_len < 0:
+            raise ValueError(f"max_len must be >= 0 (0 = the protocol's default), got {self.max_len}")
 
     def resolved(self) -> "SplitConfig":
         d = PROTOCOL_DEFAULTS[self.protocol]
@@ -47,6 +64,7 @@ class SplitConfig:
             protocol=self.protocol,
             max_len=self.max_len or d["max_len"],
             short_sequences=d["short_sequences"] if self.short_sequences == "default" else self.short_sequences,
+            train_examples="shifted" if self.train_examples == "auto" else self.train_examples,
         )
 
 
@@ -149,7 +167,16 @@ def make_split(dataset: SequenceDataset, config: SplitConfig | None = None) -> S
                 ev[name][0].append(u)
                 ev[name][1].append(hist)
                 ev[name][2].append(int(tgt))
-        if len(train) >= 2:
+        if len(train) < 2:
+            continue
+        if cfg.train_examples == "prefixes":
+            for t in range(1, len(train)):
+                tr_in.append(left_pad(train[:t], L))
+                target = np.zeros(L, dtype=np.int64)
+                target[-1] = train[t]
+                tr_tg.append(target)
+                tr_u.append(u)
+        else:
             tr_in.append(left_pad(train[:-1], L))
             tr_tg.append(left_pad(train[1:], L))
             tr_u.append(u)

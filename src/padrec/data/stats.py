@@ -42,6 +42,28 @@ class ItemStats:
     def num_items(self) -> int:
         return len(self.train_frequency) - 1
 
+    def to_json(self) -> dict:
+        """Plain lists and numbers (for a run's serving file); :meth:`from_json` inverts it."""
+        out = {}
+        for name in ("train_frequency", "full_frequency", "bucket", "group", "is_head"):
+            out[name] = getattr(self, name).tolist()
+        out["num_buckets"] = int(self.num_buckets)
+        out["bucket_bounds"] = [list(map(int, b)) for b in self.bucket_bounds]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> ItemStats:
+        """Rebuild from :meth:`to_json`'s output."""
+        return cls(
+            train_frequency=np.asarray(data["train_frequency"], dtype=np.int64),
+            full_frequency=np.asarray(data["full_frequency"], dtype=np.int64),
+            bucket=np.asarray(data["bucket"], dtype=np.int64),
+            num_buckets=int(data["num_buckets"]),
+            bucket_bounds=[tuple(b) for b in data["bucket_bounds"]],
+            group=np.asarray(data["group"], dtype=np.int64),
+            is_head=np.asarray(data["is_head"], dtype=bool),
+        )
+
 
 def frequency_buckets(freq: np.ndarray, num_buckets: int) -> np.ndarray:
     """Cut items (ids 1..N of ``freq``) into ``num_buckets`` buckets of about equal mass.

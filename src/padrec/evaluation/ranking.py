@@ -9,25 +9,30 @@ So ``rank = #{i: s_i > s_t} + #{i < t: s_i = s_t}``, and the top-K lists follow 
 order, which makes ``rank < K`` exactly "the target is in the top-K list".
 Items scored ``-inf`` or NaN are unrankable: they never enter a top-K list, and a target
 scored so (including a target removed as a seen item) gets ``rank = N``, a miss.
+
+This module holds :class:`EvalConfig` and :func:`evaluate`; the result type
+:class:`~padrec.evaluation.result.EvalResult` lives in :mod:`padrec.evaluation.result` and is
+re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
+from padrec.config import setting
 from padrec.data.protocols import EvalSet
 from padrec.data.stats import ItemStats
 from padrec.evaluation.metrics import parse_metric, summarize
+from padrec.evaluation.result import EvalResult
+
+__all__ = ["EvalConfig", "EvalResult", "ScoreFn", "evaluate"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,15 +51,15 @@ class EvalConfig:
             ``remove`` (PAD release): excluded from the ranking, so a repeat target always misses;
             ``zero`` (FAERec release quirk): their scores are set to 0, not removed;
             ``none`` (RecBole): left in; only the padding column is excluded.
-        batch_size: users scored per chunk; peak memory is about ``batch_size × (N+1)`` floats.
-        main_metric: the metric early stopping and summaries use, e.g. ``NDCG@10``; may be
-            qualified by a target group, e.g. ``tail/NDCG@10`` (see :meth:`EvalResult.main`).
+        batch_size: users scored per chunk; peak memory is about ``batch_size × (N+1)`` floats
+            (it cannot change a result, so it stays out of fingerprints).
+
+    The metric a run monitors and reports first is ``train.monitor`` (one field for both).
     """
 
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     history_handling: Literal["remove", "zero", "none"] = "remove"
-    batch_size: int = 2048
-    main_metric: str = "NDCG@10"
+    batch_size: int = setting(2048, fingerprint=False)
 
     def __post_init__(self) -> None:
         if not self.ks or any(int(k) < 1 for k in self.ks):
@@ -64,7 +69,6 @@ class EvalConfig:
             raise ValueError(f"history_handling must be remove, zero or none, got {self.history_handling!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        _check_metric_name(self.main_metric, self.ks)
 
 
 def _split_qualified(name: str) -> tuple[str, str]:
@@ -73,7 +77,9 @@ def _split_qualified(name: str) -> tuple[str, str]:
     return scope, metric
 
 
-def _check_metric_name(name: str, ks: list[int]) -> None:
+def check_metric_name(name: str, ks: list[int]) -> None:
+    """Raise ValueError unless ``name`` (e.g. ``NDCG@10``, ``tail/HR@20``) is a metric an
+    evaluation with cut-offs ``ks`` reports."""
     scope, metric = _split_qualified(name)
     kind, k = parse_metric(metric)
     if k not in ks:
@@ -82,149 +88,6 @@ def _check_metric_name(name: str, ks: list[int]) -> None:
         raise ValueError(f"metric {name!r}: unknown group {scope!r} (use warm, median, cold, head, tail or bucketB)")
     if scope and kind not in ("HR", "NDCG"):
         raise ValueError(f"metric {name!r}: only HR and NDCG are reported per group")
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    return obj
-
-
-def _none_to_nan(obj: Any) -> Any:
-    if obj is None:
-        return float("nan")
-    if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
-    return obj
-
-
-@dataclass
-class EvalResult:
-    """Metrics of one evaluation, plus per-user arrays for significance tests.
-
-    Attributes:
-        overall: ``{"HR@K": ..., "NDCG@K": ...}`` over all users.
-        by_bucket: ``{b: {metric: value, "users": n}}`` by frequency bucket of the target, 1..B.
-        by_group: same, keyed ``warm`` / ``median`` / ``cold`` (group of the target).
-        head_tail: same, keyed ``head`` / ``tail`` (tail = target not among the head items).
-        coverage: ``Coverage@K`` and (with item stats) ``TailCoverage@K``.
-        num_users: U; num_items: N.
-        ks, history_handling, main_metric: the settings used.
-        users: (U,) int64 user indices (``EvalSet.users``).
-        targets: (U,) int64 target ids.
-        ranks: (U,) int64 0-based target ranks; N = miss (removed or unrankable target).
-        topk: (U, K_max) int64 top-K lists, best first, 0 = empty slot; kept in memory only
-            (not written by :meth:`to_json`), ``None`` after :meth:`from_json`.
-        seconds: wall time of the evaluation.
-    Group metrics are NaN for an empty group (written as ``null`` in JSON).
-    """
-
-    overall: dict[str, float]
-    by_bucket: dict[int, dict[str, float]]
-    by_group: dict[str, dict[str, float]]
-    head_tail: dict[str, dict[str, float]]
-    coverage: dict[str, float]
-    num_users: int
-    num_items: int
-    ks: list[int]
-    history_handling: str
-    main_metric: str
-    users: np.ndarray
-    targets: np.ndarray
-    ranks: np.ndarray
-    topk: np.ndarray | None = None
-    seconds: float = 0.0
-
-    def main(self, metric: str | None = None) -> float:
-        """Value of ``metric`` (default: ``main_metric``).
-
-        Accepts ``HR@K`` / ``NDCG@K`` (overall), ``Coverage@K`` / ``TailCoverage@K``, and a
-        group-qualified ``warm/…``, ``median/…``, ``cold/…``, ``head/…``, ``tail/…`` or
-        ``bucketB/…`` (e.g. ``tail/NDCG@10``, ``bucket3/HR@10``).
-        """
-        name = metric or self.main_metric
-        flat = self.flat_metrics()
-        if name not in flat:
-            raise KeyError(f"metric {name!r} not in this result; available: {', '.join(flat)}")
-        return flat[name]
-
-    def flat_metrics(self) -> dict[str, float]:
-        """Every aggregate as one flat dict: ``NDCG@10``, ``Coverage@10``, ``tail/NDCG@10``,
-        ``bucket3/HR@10``, ``cold/users`` ... (the input of :func:`~padrec.evaluation.aggregate`)."""
-        out = dict(self.overall)
-        out.update(self.coverage)
-        for scope, rows in (("", self.by_group), ("", self.head_tail), ("bucket", self.by_bucket)):
-            for key, row in rows.items():
-                for m, v in row.items():
-                    out[f"{scope}{key}/{m}"] = float(v)
-        return out
-
-    def to_dict(self, per_user: bool = True) -> dict[str, Any]:
-        """Plain-JSON dict; ``per_user`` includes the users/targets/ranks arrays."""
-        d: dict[str, Any] = {
-            "overall": self.overall,
-            "by_bucket": {str(b): row for b, row in self.by_bucket.items()},
-            "by_group": self.by_group,
-            "head_tail": self.head_tail,
-            "coverage": self.coverage,
-            "num_users": self.num_users,
-            "num_items": self.num_items,
-            "ks": list(self.ks),
-            "history_handling": self.history_handling,
-            "main_metric": self.main_metric,
-            "seconds": self.seconds,
-        }
-        d = _nan_to_none(d)
-        if per_user:
-            d["per_user"] = {
-                "users": self.users.tolist(),
-                "targets": self.targets.tolist(),
-                "ranks": self.ranks.tolist(),
-            }
-        return d
-
-    def to_json(self, path: str | Path, per_user: bool = True) -> None:
-        """Write :meth:`to_dict` to ``path`` atomically (temporary file, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(per_user=per_user), fh, indent=1)
-        os.replace(tmp, path)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
-        """Inverse of :meth:`to_dict` (``topk`` is not restored; per-user arrays empty if absent)."""
-        pu = d.get("per_user") or {}
-
-        def arr(key: str) -> np.ndarray:
-            return np.asarray(pu.get(key, []), dtype=np.int64)
-
-        return cls(
-            overall=_none_to_nan(d["overall"]),
-            by_bucket={int(b): _none_to_nan(row) for b, row in d["by_bucket"].items()},
-            by_group=_none_to_nan(d["by_group"]),
-            head_tail=_none_to_nan(d["head_tail"]),
-            coverage=_none_to_nan(d["coverage"]),
-            num_users=int(d["num_users"]),
-            num_items=int(d["num_items"]),
-            ks=[int(k) for k in d["ks"]],
-            history_handling=d["history_handling"],
-            main_metric=d["main_metric"],
-            users=arr("users"),
-            targets=arr("targets"),
-            ranks=arr("ranks"),
-            topk=None,
-            seconds=float(d.get("seconds", 0.0)),
-        )
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> EvalResult:
-        """Read a result written by :meth:`to_json`."""
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
 
 
 def _rank_chunk(
@@ -287,6 +150,7 @@ def evaluate(
     config: EvalConfig | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    main_metric: str = "NDCG@10",
 ) -> EvalResult:
     """Rank the whole catalogue for every user of ``eval_set`` and compute the metrics.
 
@@ -300,10 +164,13 @@ def evaluate(
         config: cut-offs, history handling, chunk size; default :class:`EvalConfig`.
         device: where histories are sent and ranking runs (scores are moved there if needed).
         progress: show a progress bar over chunks.
+        main_metric: the metric the result reports first (:meth:`EvalResult.main`); the
+            run's ``train.monitor``.
     Returns:
         :class:`EvalResult`.
     """
     cfg = config or EvalConfig()
+    check_metric_name(main_metric, cfg.ks)
     device = torch.device(device)
     start = time.perf_counter()
     U = len(eval_set)
@@ -362,7 +229,7 @@ def evaluate(
         num_items=n_items,
         ks=list(cfg.ks),
         history_handling=cfg.history_handling,
-        main_metric=cfg.main_metric,
+        main_metric=main_metric,
         users=np.asarray(eval_set.users, dtype=np.int64).copy(),
         targets=targets_np.copy(),
         ranks=ranks_out,

@@ -1,21 +1,29 @@
-"""The Method interface: what the trainer trains and the evaluator ranks.
+"""The Method interface: what the trainer trains, the evaluator ranks and serving exports.
 
-A Method composes item representations, backbones, gates and losses. It exposes
-``losses(batch)`` (a dict of named scalar losses the trainer sums and logs),
-``score_all(histories)`` (scores over the whole catalogue for evaluation) and a list of
-phases. Multi-phase methods (PAD) are trained phase by phase by the same trainer.
+A Method composes item representations, backbones, gates and losses, and lists its training
+phases as :class:`Phase` objects: each phase says which submodules it trains, which losses it
+sums and how it scores. The base class dispatches ``losses`` and ``score_all`` to the current
+phase, so a method never branches on a phase name.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from padrec.config import fingerprint_fields
 from padrec.data.stats import ItemStats
+from padrec.methods.batches import StepInfo, TrainBatch
+from padrec.models.items.precomputed import freeze_item_tables
 from padrec.registry import Registry
+
+LossFn = Callable[[Any, "StepInfo | None"], dict[str, torch.Tensor]]
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -37,86 +45,151 @@ class MethodContext:
 
 
 @dataclass
-class TrainBatch:
-    """One batch of training sequences.
-
-    Attributes:
-        inputs: (B, L) int64 left-padded input items.
-        targets: (B, L) int64 next items, 0 where there is no target.
-        users: (B,) int64 user indices.
-    """
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    users: torch.Tensor
-
-    def to(self, device: torch.device | str) -> "TrainBatch":
-        return TrainBatch(self.inputs.to(device), self.targets.to(device), self.users.to(device))
-
-
-@dataclass
 class Phase:
     """One training phase of a method.
 
     Attributes:
-        name: phase name (``train`` for single-phase methods; ``pretrain``, ``align``,
-            ``disentangle`` for PAD).
+        name: phase name (``train`` for single-phase methods; PAD: ``pretrain``,
+            ``pretrain_llm``, ``align``, ``disentangle``).
+        losses: ``losses(batch, step) -> {name: scalar}``; the trainer minimises the sum.
+            ``step`` (:class:`StepInfo`) says the epoch and step, for curricula.
+        score: ``score(histories (B, L)) -> (B, N+1)`` scores, used for validation and for
+            evaluating a run that ended in this phase.
+        trains: names of the submodules whose parameters this phase updates (None = all).
+        frozen: submodules kept in eval mode while this phase trains (fixed experts).
+        start: called when the phase begins (e.g. copy weights from an earlier phase).
         overrides: training settings this phase changes (e.g. ``{"lr": 1e-4}``), applied
-            over the run's :class:`~padrec.training.trainer.TrainConfig`.
-        config_keys: the method-config fields this phase depends on (None = all); a
-            finished phase is reused when these, the data and the phases it depends on are
-            unchanged.
+            over the run's ``TrainConfig`` (the run's ``phase_train`` wins over them).
         after: the earlier phases whose weights this phase starts from or uses (None = every
-            earlier phase). A phase that does not depend on another is not retrained when
-            only that other phase's settings change.
-        added_keys: config fields added to the method after runs of this phase existed,
-            each with the value that does what the phase did before the field existed. A
-            field at that value is left out of the fingerprint, so adding an option does not
-            invalidate finished phases that it would not have changed.
+            earlier phase); a phase is not retrained when only an unrelated phase changes.
+        batches: ``batches(split, settings) -> BatchBuilder`` when the phase does not train
+            on the split's id windows (:class:`~padrec.methods.batches.WindowBatches`).
     """
 
     name: str
+    losses: LossFn
+    score: ScoreFn
+    trains: list[str] | None = None
+    frozen: list[str] = field(default_factory=list)
+    start: Callable[[], None] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    config_keys: list[str] | None = None
     after: list[str] | None = None
-    added_keys: dict[str, Any] = field(default_factory=dict)
+    batches: Callable[..., Any] | None = None
 
 
 class Method(nn.Module):
     """Base class of every recommender the trainer can run.
 
-    Subclasses set ``config_class`` (a dataclass) and implement ``losses`` and
-    ``score_all``; multi-phase methods override ``phases``, ``begin_phase`` and
-    ``trainable_parameters``.
+    Subclasses set ``config_class`` (a dataclass whose fields may say, through
+    :func:`padrec.config.setting` metadata, which phases read them) and implement
+    ``phases()``. Class-level capabilities read before the method is built:
+    ``needs_text(config)`` (item text embeddings must be prepared) and ``causal(config)``
+    (every backbone is causal, so training may use every position of a window).
     """
 
-    config_class: type
+    config_class: ClassVar[type]
 
     def __init__(self, config: Any, context: MethodContext) -> None:
         super().__init__()
         self.config = config
         self.context = context
         self.num_items = context.num_items
-        self.phase = self.phases()[0].name
+        self._phase = self.phases()[0]
+
+    # --- capabilities -----------------------------------------------------------------
+    @classmethod
+    def needs_text(cls, config: Any) -> bool:
+        """True when the method reads item text embeddings (``MethodContext.text_embeddings``)."""
+        return False
+
+    @classmethod
+    def causal(cls, config: Any) -> bool:
+        """True when every backbone the method builds is causal (see ``Backbone.causal``)."""
+        return True
 
     # --- phases -----------------------------------------------------------------------
-    def phases(self) -> list[Phase]:
+    def phases(self) -> list[Phase]:  # pragma: no cover
         """The ordered phases; single-phase methods have one named ``train``."""
-        return [Phase("train")]
-
-    def begin_phase(self, name: str) -> None:
-        """Prepare for phase ``name`` (copy weights from an earlier phase, freeze parts)."""
-        self.phase = name
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser updates in the current phase."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    # --- training and scoring ---------------------------------------------------------
-    def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
-        """Named scalar losses for one batch; the trainer minimises their sum."""
         raise NotImplementedError
 
+    def phase_named(self, name: str) -> Phase:
+        """The phase called ``name``; an error lists the method's phases."""
+        for p in self.phases():
+            if p.name == name:
+                return p
+        raise ValueError(f"method '{type(self).__name__}' has no phase {name!r}; phases: "
+                         f"{[p.name for p in self.phases()]}")
+
+    @property
+    def phase(self) -> str:
+        """Name of the current phase."""
+        return self._phase.name
+
+    @property
+    def current_phase(self) -> Phase:
+        return self._phase
+
+    def begin_phase(self, name: str) -> None:
+        """Make ``name`` the current phase and run its ``start``."""
+        self._phase = self.phase_named(name)
+        if self._phase.start is not None:
+            self._phase.start()
+        self.train(self.training)
+
+    def set_phase(self, name: str) -> None:
+        """Make ``name`` the current phase without running its ``start`` (for reloading weights
+        saved at the end of that phase)."""
+        self._phase = self.phase_named(name)
+        self.train(self.training)
+
+    def trainable_modules(self) -> list[nn.Module]:
+        """The submodules the current phase trains."""
+        names = self._phase.trains
+        return [self] if names is None else [self.get_submodule(n) for n in names]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates in the current phase (each once)."""
+        seen: set[int] = set()
+        out = []
+        for m in self.trainable_modules():
+            for p in m.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
+
+    def train(self, mode: bool = True) -> Method:
+        """As ``nn.Module.train``; the current phase's ``frozen`` submodules stay in eval mode."""
+        super().train(mode)
+        for name in self._phase.frozen:
+            self.get_submodule(name).eval()
+        return self
+
+    # --- training and scoring ---------------------------------------------------------
+    def losses(self, batch: TrainBatch, step: StepInfo | None = None) -> dict[str, torch.Tensor]:
+        """Named scalar losses of the current phase for one batch; the trainer minimises their sum."""
+        return self._phase.losses(batch, step)
+
+    def forward(self, batch: TrainBatch, step: StepInfo | None = None) -> dict[str, torch.Tensor]:
+        """Same as :meth:`losses` (so data-parallel wrappers, which call ``forward``, work)."""
+        return self.losses(batch, step)
+
+    def score_all(self, histories: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each history, as the current phase scores.
+
+        Args:
+            histories: (B, L) int64 left-padded histories.
+        Returns:
+            (B, N+1) float scores; column 0 (padding) is ignored by the evaluator.
+        """
+        return self._phase.score(histories)
+
+    def fingerprint_config(self, phase: Phase) -> dict[str, Any]:
+        """The method-config fields ``phase``'s results depend on (from the config's field
+        metadata, see :func:`padrec.config.setting`), as plain values."""
+        return fingerprint_fields(self.config, phase.name)
+
+    # --- reporting and serving --------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """JSON-friendly facts about the trained model worth keeping with its results (e.g. PAD's
         expert weights per frequency bucket); written to ``results.json`` as ``method_report``."""
@@ -126,15 +199,31 @@ class Method(nn.Module):
         """Named (N+1)×d item-vector tables for analyses (e.g. ``{"id": ..., "text": ...}``)."""
         return {}
 
-    def score_all(self, histories: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """Scores of every item for each history.
-
-        Args:
-            histories: (B, L) int64 left-padded histories.
-        Returns:
-            (B, N+1) float scores; column 0 (padding) is ignored by the evaluator.
+    def for_serving(self, copy_model: bool = True) -> Method:
+        """What serving needs: this method (a deep copy unless ``copy_model=False``) in eval mode
+        with every expert's item vectors frozen into tables, so that a request runs only the
+        backbones and one matrix product per expert (no text encoder, MLP or fusion).
+        Methods with more that does not depend on the user (PAD's per-item gate weights)
+        precompute it here too. ``score_all`` of the result equals this method's in eval mode.
         """
-        raise NotImplementedError
+        served = copy.deepcopy(self) if copy_model else self
+        served.eval()
+        freeze_item_tables(served)
+        return served
+
+    def score_parts(self, histories: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named (B, N+1) components whose sum is ``score_all`` (PAD: each expert's weighted
+        logits), for explaining a recommendation; one-component methods return ``{"score": ...}``."""
+        return {"score": self.score_all(histories)}
 
 
 METHODS: Registry[Method] = Registry("method", Method)
+
+
+def saved_phase(method: Method, saved: str | None) -> str:
+    """The phase a saved run ended in (``saved``; runs that did not record it: the last phase)."""
+    names = [p.name for p in method.phases()]
+    phase = saved or names[-1]
+    if phase not in names:
+        raise ValueError(f"saved run ended in phase {phase!r}, which this method does not have (phases: {names})")
+    return phase

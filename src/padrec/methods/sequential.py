@@ -1,4 +1,9 @@
-"""ID-only sequential recommenders (SASRec, GRU4Rec, Caser, ...): one ID table + one backbone."""
+"""The plain sequential recommender: one item representation feeding one backbone.
+
+With the ``id`` representation this is SASRec, GRU4Rec, Caser, ...; with ``text`` it is
+MoRec (items from their text only); with ``hybrid`` it is ID ⊕ text into the backbone. Any
+registered item representation or backbone is a config value.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,31 @@ from typing import Any, Literal
 
 import torch
 
-from padrec.losses.ranking import bce_loss, log_popularity_prior, sample_negatives, softmax_ce_loss
-from padrec.methods.base import METHODS, Method, MethodContext, TrainBatch
-from padrec.models.backbones import BACKBONES
+from padrec.methods.base import METHODS, Method, MethodContext, Phase
+from padrec.methods.batches import StepInfo, TrainBatch
+from padrec.methods.objectives import check_logit_adjustment, popularity_prior, ranking_losses
+from padrec.models.backbones.base import BACKBONES, backbone_config, build_backbone
 from padrec.models.experts import Expert
-from padrec.models.items import IDEmbedding
+from padrec.models.items.base import ITEM_REPRESENTATIONS, ItemContext, build_items, items_config
 
 
 @dataclass
 class SequentialConfig:
-    """An ID-only sequential recommender.
+    """A sequential recommender.
 
     Attributes:
-        backbone: registered backbone name (``sasrec``, ``gru4rec``, ``caser``).
+        backbone: registered backbone name (``sasrec``, ``gru4rec``, ``caser``, ...).
         backbone_config: the backbone's own fields (``num_layers``, ``num_heads``, ``dropout``,
-            ...); ``hidden_size`` and ``max_len`` are filled in from this config and the split.
+            ...); ``hidden_size`` and ``max_len`` are filled in from this config and the split
+            (giving them a different value here is an error).
+        items: registered item representation: ``id`` (default), ``text`` (MoRec), ``hybrid``
+            (ID ⊕ text), or any other registered one.
+        items_config: the item representation's own fields.
         hidden_size: d, the width of item and sequence vectors.
         loss: ``ce`` (full softmax cross-entropy; converges fastest on small catalogues) or
             ``bce`` (one or more sampled negatives per position; PAD's loss).
         num_negatives: negatives per position for ``bce``.
-        init_std: std of the normal initialisation of the ID table.
+        init_std: std of the normal initialisation of ID tables.
         logit_adjustment: τ ≥ 0; training adds τ·log π_i (smoothed training popularity) to
             every logit (of the full softmax, or of the positive and negatives under ``bce``),
             so the scores estimate p(i | history) / π_i^τ and rarely trained items are not
@@ -35,6 +45,8 @@ class SequentialConfig:
 
     backbone: str = "sasrec"
     backbone_config: dict[str, Any] = field(default_factory=dict)
+    items: str = "id"
+    items_config: dict[str, Any] = field(default_factory=dict)
     hidden_size: int = 64
     loss: Literal["ce", "bce"] = "ce"
     num_negatives: int = 1
@@ -42,74 +54,57 @@ class SequentialConfig:
     logit_adjustment: float = 0.0
 
     def __post_init__(self) -> None:
-        check_logit_adjustment(self.logit_adjustment)
+        check_common_fields(self)
+        items_config(self.items, self.items_config)
 
 
-def check_logit_adjustment(tau: float) -> None:
-    """Logit adjustment needs τ ≥ 0."""
-    if tau < 0:
-        raise ValueError(f"logit_adjustment must be >= 0, got {tau}")
-
-
-def popularity_prior(context: MethodContext, tau: float) -> torch.Tensor | None:
-    """The (N+1,) log popularity prior a method with logit adjustment τ needs (None when τ = 0)."""
-    if not tau:
-        return None
-    if context.item_stats is None:
-        raise ValueError("logit_adjustment needs item statistics (training frequencies)")
-    return log_popularity_prior(context.item_stats.train_frequency)
-
-
-def build_backbone(name: str, overrides: dict[str, Any], hidden_size: int, max_len: int):
-    """Build a registered backbone, filling ``hidden_size`` and ``max_len`` unless given."""
-    cfg = {"hidden_size": hidden_size, "max_len": max_len, **overrides}
-    return BACKBONES.build(name, cfg)
-
-
-def ranking_losses(
-    expert: Expert,
-    batch: TrainBatch,
-    loss: str,
-    num_items: int,
-    num_negatives: int = 1,
-    log_prior: torch.Tensor | None = None,
-    tau: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """The next-item loss of one expert on a batch (``ce`` or ``bce``) as ``{"rec": loss}``;
-    ``log_prior`` ((N+1,) log π) and ``tau`` add logit adjustment."""
-    h = expert.encode(batch.inputs)  # B × L × d
-    if loss == "ce":
-        return {"rec": softmax_ce_loss(h, expert.items.all(), batch.targets, log_prior, tau)}
-    neg = sample_negatives(batch.inputs, batch.targets, num_items, num_negatives)
-    pos = expert.logits(h, batch.targets.unsqueeze(-1)).squeeze(-1)
-    neg_logits = expert.logits(h, neg)
-    if tau:  # the same offset on the binary logits (Menon et al.'s adjusted loss for any margin loss)
-        pos = pos + tau * log_prior[batch.targets]
-        neg_logits = neg_logits + tau * log_prior[neg]
-    return {"rec": bce_loss(pos, neg_logits, batch.targets > 0)}
+def check_common_fields(cfg: Any) -> None:
+    """Checks shared by configs with ``backbone``, ``backbone_config``, ``hidden_size``,
+    ``num_negatives``, ``init_std`` and ``logit_adjustment`` fields."""
+    if cfg.hidden_size < 1:
+        raise ValueError(f"hidden_size must be >= 1, got {cfg.hidden_size}")
+    if cfg.num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {cfg.num_negatives}")
+    if cfg.init_std <= 0:
+        raise ValueError(f"init_std must be > 0, got {cfg.init_std}")
+    check_logit_adjustment(cfg.logit_adjustment)
+    backbone_config(cfg.backbone, cfg.backbone_config, cfg.hidden_size)
 
 
 @METHODS.register("sequential")
 class SequentialRecommender(Method):
-    """An ID table feeding one backbone; scores are dot products with the ID table."""
+    """An item representation feeding one backbone; scores are dot products with the
+    representation's candidate vectors."""
 
     config_class = SequentialConfig
 
+    @classmethod
+    def needs_text(cls, config: SequentialConfig) -> bool:
+        return ITEM_REPRESENTATIONS.get(config.items).needs_text
+
+    @classmethod
+    def causal(cls, config: SequentialConfig) -> bool:
+        return BACKBONES.get(config.backbone).causal
+
     def __init__(self, config: SequentialConfig, context: MethodContext) -> None:
         super().__init__(config, context)
-        items = IDEmbedding(context.num_items, config.hidden_size, init_std=config.init_std)
+        item_ctx = ItemContext(context.num_items, config.hidden_size, context.text_embeddings, config.init_std)
+        items = build_items(config.items, config.items_config, item_ctx)
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)
         self.expert = Expert(items, backbone)
         self.register_buffer("log_prior", popularity_prior(context, config.logit_adjustment), persistent=False)
 
-    def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+    def phases(self) -> list[Phase]:
+        return [Phase("train", losses=self._losses, score=self._score, trains=["expert"])]
+
+    def _losses(self, batch: TrainBatch, step: StepInfo | None) -> dict[str, torch.Tensor]:
         cfg = self.config
         return ranking_losses(
             self.expert, batch, cfg.loss, self.num_items, cfg.num_negatives, self.log_prior, cfg.logit_adjustment
         )
 
-    def item_embeddings(self) -> dict[str, torch.Tensor]:
-        return {"id": self.expert.items.all().detach()}
+    def _score(self, histories: torch.Tensor) -> torch.Tensor:
+        return self.expert.score_all(histories)
 
-    def score_all(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.expert.all_logits(self.expert.sequence_vector(histories))
+    def item_embeddings(self) -> dict[str, torch.Tensor]:
+        return {self.config.items: self.expert.items.all().detach()}

@@ -1,5 +1,6 @@
 """Serving: a trained run as a recommender with precomputed item vectors (no LLM per request)."""
 
-from padrec.serving.recommender import Recommender, export_serving
+from padrec.serving.export import export_serving
+from padrec.serving.recommender import Recommendation, Recommender
 
-__all__ = ["Recommender", "export_serving"]
+__all__ = ["Recommendation", "Recommender", "export_serving"]

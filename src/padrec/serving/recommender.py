@@ -1,38 +1,27 @@
-"""Export a trained method for serving and answer top-k requests from precomputed vectors.
+"""Answer top-k requests from a run's ``serving.safetensors`` (no LLM, no dataset per request).
 
-``export_serving(method, run_dir)`` freezes every expert's item vectors into tables and saves
-``serving.safetensors`` + ``serving.json``. ``Recommender.load(run_dir)`` rebuilds the method
-with a placeholder text matrix (never read), swaps in the tables and loads the weights, so a
-request runs only the backbones, one matrix product per expert and a top-k: no text encoder
-or language model.
+``Recommender.load(run_dir)`` rebuilds the method from ``serving.json`` with a placeholder
+text matrix (never read: every item representation is a precomputed table), applies the
+same ``for_serving`` transformation and loads the exported weights, so a request runs only
+the backbones, one matrix product per expert and a top-k.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from padrec.data.protocols import left_pad
-from padrec.methods import METHODS, Method, MethodContext
-from padrec.models.experts import freeze_item_tables
-from padrec.training.checkpoint import load_weights, read_json, save_weights
-
-
-def export_serving(method: Method, run_dir: str | Path, meta: dict) -> Path:
-    """Save a frozen copy of ``method`` to ``run_dir/serving.safetensors`` (+ ``.json``)."""
-    frozen = copy.deepcopy(method).eval()
-    freeze_item_tables(frozen)
-    if hasattr(frozen, "prepare_serving"):
-        frozen.prepare_serving()
-    path = Path(run_dir) / "serving.safetensors"
-    text = method.context.text_embeddings
-    save_weights(frozen, path, {**meta, "text_dim": int(text.shape[1]) if text is not None else 0})
-    return path
+from padrec.data.stats import ItemStats
+from padrec.devices import resolve_device
+from padrec.io import read_json
+from padrec.methods import METHODS, Method, MethodContext, saved_phase
+from padrec.training.checkpoint import load_weights
 
 
 @dataclass
@@ -48,18 +37,33 @@ class Recommender:
     """A trained method ready to answer requests.
 
     Args:
-        method: the frozen method (eval mode, item tables precomputed).
+        method: the served method (``Method.for_serving()``: eval mode, item tables precomputed).
         max_len: history window L.
         exclude_history: drop the history's items from the answer (PAD's protocol).
+        item_ids, titles: raw item ids and titles by internal id (None when the run's
+            serving file predates them; callers then read the dataset).
     """
 
-    def __init__(self, method: Method, max_len: int, exclude_history: bool = True) -> None:
+    def __init__(
+        self,
+        method: Method,
+        max_len: int,
+        exclude_history: bool = True,
+        item_ids: list[str] | None = None,
+        titles: list[str] | None = None,
+    ) -> None:
         self.method = method.eval()
         self.max_len = max_len
         self.exclude_history = exclude_history
+        self.item_ids = item_ids
+        self.titles = titles
+
+    @property
+    def num_items(self) -> int:
+        return self.method.num_items
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu", num_threads: int = 0) -> "Recommender":
+    def load(cls, run_dir: str | Path, device: str = "cpu", num_threads: int = 0) -> Recommender:
         """Load ``run_dir/serving.safetensors`` (written at the end of training)."""
         run_dir = Path(run_dir)
         path = run_dir / "serving.safetensors"
@@ -67,37 +71,29 @@ class Recommender:
             raise FileNotFoundError(f"{run_dir}: no serving.safetensors (train the run with this padrec version)")
         if num_threads > 0:
             torch.set_num_threads(num_threads)
-        meta = read_json(path.with_suffix(".json"))
-        from padrec.data.stats import ItemStats
-        from padrec.experiment import final_phase, load_experiment_config
-
-        cfg = load_experiment_config(meta["experiment"])
+        meta = read_json(path.with_suffix(".json"), expect=dict)
+        method_name, method_config, history_handling = _saved_method(meta, path)
         n = int(meta["num_items"])
         text = torch.zeros(n + 1, meta["text_dim"]) if meta.get("text_dim") else None
-        stats = (
-            ItemStats(
-                **{
-                    k: (np.asarray(v) if isinstance(v, list) and k != "bucket_bounds" else v)
-                    for k, v in meta["item_stats"].items()
-                }
-            )
-            if meta.get("item_stats")
-            else None
-        )
+        stats = ItemStats.from_json(meta["item_stats"]) if meta.get("item_stats") else None
         ctx = MethodContext(num_items=n, max_len=int(meta["max_len"]), item_stats=stats, text_embeddings=text)
-        method = METHODS.build(cfg.method, cfg.method_config, context=ctx)
-        method.begin_phase(final_phase(method, meta))
-        method.eval()
-        freeze_item_tables(method)
-        if hasattr(method, "prepare_serving"):
-            method.prepare_serving()
-        method.to(device)
+        method = METHODS.build(method_name, method_config, context=ctx)
+        method.set_phase(saved_phase(method, meta.get("phase")))
+        method = method.for_serving(copy_model=False).to(resolve_device(device))
         load_weights(method, path)
-        return cls(method, int(meta["max_len"]), exclude_history=cfg.eval.history_handling != "none")
+        return cls(
+            method,
+            int(meta["max_len"]),
+            exclude_history=history_handling != "none",
+            item_ids=meta.get("item_ids"),
+            titles=meta.get("titles"),
+        )
 
     @torch.inference_mode()
     def recommend(self, history: list[int], k: int = 10) -> Recommendation:
         """Top-``k`` items for one history of internal item ids (oldest first)."""
+        if not 1 <= k <= self.num_items:
+            raise ValueError(f"k must be between 1 and the catalogue size {self.num_items}, got {k}")
         t0 = time.perf_counter()
         device = next(self.method.buffers()).device
         hist = torch.from_numpy(left_pad(np.asarray(history, dtype=np.int64), self.max_len)).to(device)[None]
@@ -105,6 +101,16 @@ class Recommender:
         scores[0] = float("-inf")
         if self.exclude_history and history:
             scores[torch.as_tensor(history, device=device)] = float("-inf")
+        k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k)
         ms = (time.perf_counter() - t0) * 1000
         return Recommendation(top.indices.tolist(), top.values.tolist(), ms)
+
+
+def _saved_method(meta: dict[str, Any], path: Path) -> tuple[str, dict[str, Any], str]:
+    """(method, method config, history handling) from a serving sidecar, current or older."""
+    try:
+        history = meta.get("history_handling") or meta["experiment"]["eval"]["history_handling"]
+        return meta["method"], meta["method_config"], history
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path.with_suffix('.json')}: missing field {exc} (not a padrec serving file?)") from None

@@ -8,9 +8,6 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +15,9 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from padrec.io import FileFormatError, atomic_path, read_json, write_json
 
-def _tmp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+__all__ = ["load_training_state", "load_weights", "read_json", "save_training_state", "save_weights", "write_json"]
 
 
 def save_weights(
@@ -50,13 +29,12 @@ def save_weights(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    if only is None:
-        save_model(module, str(tmp))
-    else:
-        state = module.state_dict()
-        save_file({k: state[k].detach().contiguous().clone() for k in sorted(only)}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if only is None:
+            save_model(module, str(tmp))
+        else:
+            state = module.state_dict()
+            save_file({k: state[k].detach().contiguous().clone() for k in sorted(only)}, str(tmp))
     if meta is not None:
         write_json(path.with_suffix(".json"), meta)
 
@@ -69,7 +47,7 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
     """
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     if partial:
-        tensors = load_file(str(path), device=str(device))
+        tensors = _read_safetensors(path, device)
         state = module.state_dict()
         bad = [k for k, v in tensors.items() if k not in state or state[k].shape != v.shape]
         if bad:
@@ -78,12 +56,33 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
             for k, v in tensors.items():
                 state[k].copy_(v)
         return
-    missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
+    _read_safetensors(path, "cpu", check_only=True)
+    try:
+        missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
+    except RuntimeError as exc:  # shapes differ from the model's
+        raise FileFormatError(path, f"checkpoint does not match the model ({str(exc).splitlines()[0]})") from exc
     missing = [k for k in missing if not _is_nonpersistent(module, k)]
     if strict and (missing or unexpected):
         raise RuntimeError(
             f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
+
+
+def _read_safetensors(path: str | Path, device: Any, check_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a clear error naming the file when it is missing,
+    truncated or not safetensors."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        if check_only:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                fh.keys()
+            return {}
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise FileFormatError(path, f"not a readable safetensors file ({exc})") from exc
 
 
 def _is_nonpersistent(module: nn.Module, key: str) -> bool:
@@ -109,16 +108,15 @@ def save_training_state(
                 scalars[f"{idx}.{k}"] = v
     for k, v in rng.items():
         tensors[f"rng.{k}"] = v.cpu().contiguous()
-    tmp = _tmp_path(path)
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
     write_json(path.with_suffix(".json"), {"param_groups": sd["param_groups"], "scalars": scalars, **meta})
 
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Restore the optimiser from :func:`save_training_state`; return (rng states, meta)."""
     path = Path(path)
-    tensors = load_file(str(path))
+    tensors = _read_safetensors(path, "cpu")
     meta = read_json(path.with_suffix(".json"))
     state: dict[int, dict[str, Any]] = {}
     rng = {}

@@ -57,6 +57,7 @@ class CaserConfig(BackboneConfig):
     fc_activation: Activation = "relu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window < 1:
             raise ValueError("window must be >= 1")
         if self.num_h < 0 or self.num_v < 0 or self.num_h + self.num_v == 0:

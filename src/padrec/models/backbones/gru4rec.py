@@ -38,6 +38,7 @@ class GRU4RecConfig(BackboneConfig):
     init: Literal["xavier_uniform", "default"] = "xavier_uniform"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_layers < 1:
             raise ValueError("num_layers must be >= 1")
 

@@ -68,6 +68,7 @@ class SASRecConfig(BackboneConfig):
     pack_padding: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.hidden_size % self.num_heads != 0:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.num_layers < 1 or self.ffn_multiplier < 1:
@@ -178,6 +179,7 @@ class SASRec(Backbone):
     """
 
     config_class = SASRecConfig
+    adds_positions = True  # a learned position table added to the item vectors
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__(config)

@@ -1,0 +1,5 @@
+"""``python -m padrec`` (and ``torchrun -m padrec``): the padrec command line."""
+
+from padrec.cli import app
+
+app(prog_name="padrec")

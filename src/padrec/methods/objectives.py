@@ -1,0 +1,52 @@
+"""Training objectives several methods share: an expert's next-item loss and logit adjustment."""
+
+from __future__ import annotations
+
+import torch
+
+from padrec.losses.ranking import bce_loss, log_popularity_prior, sample_negatives, softmax_ce_loss
+from padrec.methods.base import MethodContext
+from padrec.methods.batches import TrainBatch
+from padrec.models.experts import Expert
+
+
+def check_logit_adjustment(tau: float) -> None:
+    """Logit adjustment needs τ ≥ 0."""
+    if tau < 0:
+        raise ValueError(f"logit_adjustment must be >= 0, got {tau}")
+
+
+def popularity_prior(context: MethodContext, tau: float) -> torch.Tensor | None:
+    """The (N+1,) log popularity prior a method with logit adjustment τ needs (None when τ = 0)."""
+    if not tau:
+        return None
+    if context.item_stats is None:
+        raise ValueError("logit_adjustment needs item statistics (training frequencies)")
+    return log_popularity_prior(context.item_stats.train_frequency)
+
+
+def ranking_losses(
+    expert: Expert,
+    batch: TrainBatch,
+    loss: str,
+    num_items: int,
+    num_negatives: int = 1,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The next-item loss of one expert on a batch as ``{"rec": loss}``.
+
+    ``loss``: ``ce`` (full softmax over the candidate table) or ``bce`` (``num_negatives``
+    sampled negatives per position); ``log_prior`` ((N+1,) log π) and ``tau`` add logit
+    adjustment (τ·log π_i on every logit in training only).
+    """
+    h = expert.encode(batch.inputs)  # B × L × d
+    if loss == "ce":
+        return {"rec": softmax_ce_loss(h, expert.items.all(), batch.targets, log_prior, tau)}
+    neg = sample_negatives(batch.inputs, batch.targets, num_items, num_negatives)
+    pos = expert.logits(h, batch.targets.unsqueeze(-1)).squeeze(-1)
+    neg_logits = expert.logits(h, neg)
+    if tau:  # the same offset on the binary logits (Menon et al.'s adjusted loss for any margin loss)
+        pos = pos + tau * log_prior[batch.targets]
+        neg_logits = neg_logits + tau * log_prior[neg]
+    return {"rec": bce_loss(pos, neg_logits, batch.targets > 0)}
