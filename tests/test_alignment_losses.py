@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from padrec.losses import alignment
+from padrec.losses import pairwise
 from padrec.losses.alignment import (
     ALIGNMENT_LOSSES,
     MMD_ESTIMATORS,
@@ -227,8 +227,8 @@ def test_bandwidth_is_detached(kernel: str) -> None:
 @pytest.mark.parametrize("chunked", [False, True])
 def test_pairwise_l1_backward(monkeypatch: pytest.MonkeyPatch, chunked: bool) -> None:
     """Both backward paths (CPU aten kernel; chunked loop used on CUDA) against finite differences."""
-    monkeypatch.setattr(alignment, "_L1_FORCE_CHUNKED", chunked)
-    monkeypatch.setattr(alignment, "_L1_CHUNK_ELEMENTS", 20)  # one row per chunk
+    monkeypatch.setattr(pairwise, "_L1_FORCE_CHUNKED", chunked)
+    monkeypatch.setattr(pairwise, "_L1_CHUNK_ELEMENTS", 20)  # one row per chunk
     a, b = _rand(5, 4, seed=13)
     a.requires_grad_(True)
     b = b[:3].clone().requires_grad_(True)

@@ -27,11 +27,12 @@ from padrec.analysis import (
     sample_item_pairs,
     separation_auc,
     split_near_far,
-    write_json_atomic,
+    to_jsonable,
 )
 from padrec.data.dataset import SequenceDataset
 from padrec.data.protocols import EvalSet, SplitConfig, make_split
 from padrec.data.stats import compute_item_stats
+from padrec.io import write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -245,7 +246,7 @@ def test_plots_and_json_written(tmp_path):
     rb = _result(0.12, {b: 0.25 / b for b in range(1, 11)}, {"warm": 0.22, "median": 0.08, "cold": 0.03})
     c = compare_buckets(ra, rb)
     _assert_png(plot_bucket_comparison(c, tmp_path / "b.png"))
-    js = write_json_atomic(tmp_path / "b.json", c | {"nan": float("nan")})
+    js = write_json(tmp_path / "b.json", to_jsonable(c | {"nan": float("nan")}))
     assert json.loads(js.read_text())["nan"] is None
     rng = np.random.default_rng(0)
     a = rng.normal(size=(51, 4))

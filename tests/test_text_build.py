@@ -11,6 +11,7 @@ import torch
 from text_helpers import HashEncoder, hash_vector, make_dataset, titles_dataset
 
 from padrec.config import ConfigError, from_dict
+from padrec.devices import resolve_device
 from padrec.text import (
     ENCODERS,
     MissingDependencyError,
@@ -21,7 +22,7 @@ from padrec.text import (
     nearest_neighbours,
     pick_items,
 )
-from padrec.text.encoders import l2_normalize, require, resolve_device
+from padrec.text.encoders import l2_normalize, require
 
 
 @pytest.fixture(autouse=True)
@@ -144,11 +145,20 @@ def test_missing_dependency_names_pip_command() -> None:
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(TextError, match="not a valid torch device"):
+    with pytest.raises(ValueError, match="not a valid torch device"):
         resolve_device("gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(TextError, match="CUDA is not available"):
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_bad_device_is_a_text_error(tmp_path: Path) -> None:
+    """build_text_embeddings reports device problems as TextError (the CLI shows those)."""
+    with pytest.raises(TextError, match="device 'gpu0' is not a valid torch device"):
+        build_text_embeddings(titles_dataset(["a"]), cfg(tmp_path, device="gpu0"), progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(TextError, match="CUDA is not available"):
+            build_text_embeddings(titles_dataset(["a"]), cfg(tmp_path, device="cuda"), progress=False)
 
 
 def test_threads_restored(tmp_path: Path) -> None:

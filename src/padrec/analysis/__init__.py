@@ -24,7 +24,7 @@ from padrec.analysis.plots import (
     plot_discrepancy,
     plot_distance_distributions,
     save_figure_atomic,
-    write_json_atomic,
+    to_jsonable,
 )
 
 __all__ = [
@@ -46,5 +46,5 @@ __all__ = [
     "separation_auc",
     "split_near_far",
     "summary_stats",
-    "write_json_atomic",
+    "to_jsonable",
 ]

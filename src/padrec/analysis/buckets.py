@@ -11,7 +11,6 @@ mass, 1 = warmest); groups are buckets merged into warm / median / cold.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +18,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+from padrec.io import read_json
 
 
 def _eval_part(data: dict[str, Any], split: str, where: Path) -> dict[str, Any]:
@@ -64,7 +57,7 @@ def seed_result_files(summary_path: str | Path) -> list[Path]:
     moved multi-seed directory still resolves).
     """
     summary_path = Path(summary_path)
-    return _seed_results(summary_path, _read_json(summary_path))
+    return _seed_results(summary_path, read_json(summary_path))
 
 
 def _seed_results(summary_path: Path, summary: dict[str, Any]) -> list[Path]:
@@ -106,12 +99,12 @@ def load_results(path: str | Path, split: str = "test") -> dict[str, Any]:
             raise FileNotFoundError(f"{path}: neither results.json nor summary.json found")
     elif not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     if "per_seed" in data or ("runs" in data and split not in data and "by_bucket" not in data):
         files = _seed_results(path, data)
-        parts = [_eval_part(_read_json(f), split, f) for f in files]
+        parts = [_eval_part(read_json(f), split, f) for f in files]
         merged: dict[str, Any] = {"overall": _mean_rows([p["overall"] for p in parts])}
         for field in ("by_bucket", "by_group"):
             keys: list[str] = []

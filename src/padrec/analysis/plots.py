@@ -3,17 +3,14 @@
 Figures are built as ``matplotlib.figure.Figure`` objects on an Agg canvas, without pyplot,
 so importing this module never changes the caller's matplotlib backend or global state.
 
-Every writer here is atomic: the file is written under a temporary name in the target
-directory and renamed, so an interrupted run never leaves half a PNG or JSON behind.
-JSON output turns NaN / inf into ``null`` (strict JSON).
+Figures are saved atomically (:func:`padrec.io.atomic_path`), so an interrupted run never
+leaves half a PNG behind. :func:`to_jsonable` makes analysis results strict JSON (NaN / inf
+become ``null``) for :func:`padrec.io.write_json`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from padrec.io import atomic_path
 
 COLOR_A = "#7f8c9d"
 COLOR_B = "#e07b39"
@@ -31,13 +30,6 @@ COLOR_DOWN = "#b91c1c"
 
 
 # --- output helpers --------------------------------------------------------------------
-def _tmp_in(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def to_jsonable(obj: Any) -> Any:
     """``obj`` with numpy scalars/arrays made plain, NaN/inf made ``None`` and keys made strings."""
     if isinstance(obj, Mapping):
@@ -58,21 +50,6 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write ``data`` (via :func:`to_jsonable`) as indented JSON to ``path`` atomically; returns the path."""
-    path = Path(path)
-    tmp = _tmp_in(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(to_jsonable(data), fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def new_figure(figsize: tuple[float, float]) -> Figure:
     """A pyplot-free figure on an Agg canvas."""
     fig = Figure(figsize=figsize)
@@ -83,13 +60,8 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
 def save_figure_atomic(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     """Save ``fig`` as PNG to ``path`` atomically; returns the path."""
     path = Path(path)
-    tmp = _tmp_in(path)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from padrec.commands.common import console, fail, setup_logging
+from padrec.io import write_json
 
 RAW_TEXT = "raw-text"
 
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
 
         Example: padrec analyze buckets runs/sasrec runs/pad --metric NDCG@10 --out analysis
         """
-        from padrec.analysis import compare_buckets, load_results, plot_bucket_comparison, write_json_atomic
+        from padrec.analysis import compare_buckets, load_results, plot_bucket_comparison, to_jsonable
 
         if split not in ("test", "valid"):
             fail(f"--split must be test or valid, got '{split}'")
@@ -157,7 +158,7 @@ def register(app: typer.Typer) -> None:
         stem = out / f"buckets_{_slug(names[0])}_vs_{_slug(names[1])}_{_slug(metric)}"
         comp["split"] = split
         png = plot_bucket_comparison(comp, stem.with_suffix(".png"))
-        js = write_json_atomic(stem.with_suffix(".json"), comp)
+        js = write_json(stem.with_suffix(".json"), to_jsonable(comp))
 
         t = Table(title=f"{metric} ({split}): {names[1]} vs {names[0]}")
         for col in ("target", "users", names[0], names[1], "lift"):
@@ -211,7 +212,7 @@ def register(app: typer.Typer) -> None:
             history_target_pairs,
             kendall_discrepancy,
             plot_discrepancy,
-            write_json_atomic,
+            to_jsonable,
         )
 
         if distance not in ("euclidean", "cosine"):
@@ -252,7 +253,7 @@ def register(app: typer.Typer) -> None:
         )
         stem = out / f"discrepancy_{_slug(names[0])}_vs_{_slug(names[1])}_{distance}"
         png = plot_discrepancy(res, stem.with_suffix(".png"))
-        js = write_json_atomic(stem.with_suffix(".json"), res)
+        js = write_json(stem.with_suffix(".json"), to_jsonable(res))
 
         t = Table(title=f"Kendall's τ of {distance} distances: {names[0]} vs {names[1]}")
         for col in ("bucket / group", "pairs (target)", "τ (target)", "pairs (history)", "τ (history)"):
@@ -309,7 +310,7 @@ def register(app: typer.Typer) -> None:
             history_target_pairs,
             plot_distance_distributions,
             sample_item_pairs,
-            write_json_atomic,
+            to_jsonable,
         )
 
         if distance not in ("euclidean", "cosine"):
@@ -344,7 +345,7 @@ def register(app: typer.Typer) -> None:
         )
         stem = out / f"distances_{_slug(run.resolve().name)}_{_slug(id_table)}_vs_{_slug(list(spaces)[1])}_{distance}"
         png = plot_distance_distributions(res, samples, stem.with_suffix(".png"))
-        js = write_json_atomic(stem.with_suffix(".json"), res)
+        js = write_json(stem.with_suffix(".json"), to_jsonable(res))
 
         t = Table(
             title=f"{res['num_pairs']:,} {pair_source} pairs; nearest / farthest {fraction:.0%} by "

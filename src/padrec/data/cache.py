@@ -18,8 +18,6 @@ directory and renamed into place, so readers never see half-written output.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -33,6 +31,9 @@ import pandas as pd
 
 from padrec.data.dataset import SequenceDataset
 from padrec.data.preprocess import split_by_lengths
+from padrec.fingerprint import digest, file_sha256
+from padrec.fingerprint import fingerprint as _short_fingerprint
+from padrec.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "padrec"
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fingerprint(files: Sequence[str | Path], options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Fingerprint of ``files`` (by content, in the given order) and ``options``.
 
@@ -63,16 +55,12 @@ def fingerprint(files: Sequence[str | Path], options: dict[str, Any]) -> tuple[s
     """
     digests = [[Path(f).name, file_sha256(f)] for f in files]
     inputs = {"files": digests, "options": options, "format_version": CACHE_FORMAT_VERSION}
-    blob = json.dumps(inputs, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest(), inputs
+    return digest(inputs), inputs
 
 
 def entry_dir(cache_dir: str | Path, name: str, files: Sequence[str | Path], options: dict[str, Any]) -> Path:
     """Where the entry for (name, input paths, options) lives; contents are checked separately."""
-    ident = json.dumps(
-        {"files": [str(Path(f).resolve()) for f in files], "options": options}, sort_keys=True, default=str
-    )
-    key = hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
+    key = _short_fingerprint({"files": [str(Path(f).resolve()) for f in files], "options": options})
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "dataset"
     return Path(cache_dir) / "datasets" / f"{safe}-{key}"
 
@@ -117,7 +105,7 @@ def save_dataset(dataset: SequenceDataset, directory: str | Path, fp: str, fp_in
             "text_columns": [str(c) for c in dataset.item_table.columns],
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        write_json(tmp / "meta.json", meta)
         old = None
         if directory.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
@@ -144,7 +132,7 @@ def load_entry(directory: str | Path, fp: str | None = None) -> SequenceDataset:
     if not (directory / "meta.json").is_file():
         raise CacheInvalid("no cache entry")
     try:
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        meta = read_json(directory / "meta.json")
     except (OSError, ValueError) as exc:
         raise CacheInvalid(f"meta.json unreadable ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != CACHE_FORMAT_VERSION:

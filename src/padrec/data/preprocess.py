@@ -335,22 +335,20 @@ def _k_core(
     idx: np.ndarray, ucode: np.ndarray, icode: np.ndarray, cfg: PreprocessConfig, where: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Alternate the item and user minimums until both hold."""
+    steps = [
+        (True, cfg.item_core, f"the item k-core (item_core={cfg.item_core})"),
+        (False, cfg.min_user_interactions, f"the user minimum (min_user_interactions={cfg.min_user_interactions})"),
+    ]
     while True:
         changed = False
-        if cfg.item_core > 1:
-            cnt = np.bincount(icode)
-            sel = cnt[icode] >= cfg.item_core
-            if not sel.all():
-                idx, ucode, icode = idx[sel], ucode[sel], icode[sel]
-                _empty_check(len(idx), f"the item k-core (item_core={cfg.item_core})", where)
-                changed = True
-        if cfg.min_user_interactions > 1:
-            cnt = np.bincount(ucode)
-            sel = cnt[ucode] >= cfg.min_user_interactions
-            if not sel.all():
-                idx, ucode, icode = idx[sel], ucode[sel], icode[sel]
-                _empty_check(len(idx), f"the user minimum (min_user_interactions={cfg.min_user_interactions})", where)
-                changed = True
+        for by_item, minimum, step in steps:
+            if minimum > 1:
+                codes = icode if by_item else ucode
+                sel = np.bincount(codes)[codes] >= minimum
+                if not sel.all():
+                    idx, ucode, icode = idx[sel], ucode[sel], icode[sel]
+                    _empty_check(len(idx), step, where)
+                    changed = True
         if not changed or cfg.item_core <= 1:
             return idx, ucode, icode
 

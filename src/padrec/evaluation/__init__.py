@@ -16,8 +16,9 @@ from padrec.evaluation.metrics import (
     summarize,
     tail_coverage,
 )
-from padrec.evaluation.ranking import EvalConfig, EvalResult, ScoreFn, evaluate
+from padrec.evaluation.ranking import EvalConfig, ScoreFn, evaluate
 from padrec.evaluation.report import print_result, print_runs, result_tables
+from padrec.evaluation.result import EvalResult
 from padrec.evaluation.significance import (
     ComparisonRow,
     PairedTest,

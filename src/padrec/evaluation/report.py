@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from padrec.evaluation.metrics import parse_metric
-from padrec.evaluation.ranking import EvalResult
+from padrec.evaluation.result import EvalResult
 from padrec.evaluation.significance import aggregate
 
 

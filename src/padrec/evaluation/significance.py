@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from padrec.evaluation.metrics import per_user_metric
-from padrec.evaluation.ranking import EvalResult
+from padrec.evaluation.result import EvalResult
 
 RunMetrics = Mapping[str, float] | EvalResult
 

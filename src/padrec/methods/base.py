@@ -117,8 +117,9 @@ class Method(nn.Module):
         for p in self.phases():
             if p.name == name:
                 return p
-        raise ValueError(f"method '{type(self).__name__}' has no phase {name!r}; phases: "
-                         f"{[p.name for p in self.phases()]}")
+        raise ValueError(
+            f"method '{type(self).__name__}' has no phase {name!r}; phases: {[p.name for p in self.phases()]}"
+        )
 
     @property
     def phase(self) -> str:

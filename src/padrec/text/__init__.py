@@ -16,15 +16,10 @@ from padrec.text import causal_lm, openai_compat, precomputed  # noqa: F401  (re
 from padrec.text.cache import CacheEntry, read_cache, text_hash, write_cache
 from padrec.text.causal_lm import CausalLMConfig, CausalLMEncoder
 from padrec.text.check import Neighbours, nearest_neighbours, pick_items
-from padrec.text.embeddings import (
-    TextConfig,
-    TextEmbeddings,
-    build_text_embeddings,
-    make_encoder,
-    text_config_from_dict,
-)
+from padrec.text.embeddings import TextConfig, build_text_embeddings, make_encoder, text_config_from_dict
 from padrec.text.encoders import ENCODERS, SentenceTransformerConfig, SentenceTransformerEncoder, TextEncoder
 from padrec.text.errors import EncoderRequestError, MissingDependencyError, TextError
+from padrec.text.matrix import TextEmbeddings
 from padrec.text.openai_compat import OpenAIConfig, OpenAIEncoder
 from padrec.text.precomputed import PrecomputedConfig, PrecomputedEncoder
 from padrec.text.templates import RenderedTexts, render_texts

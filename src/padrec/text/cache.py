@@ -16,16 +16,17 @@ warning and rebuilt, never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from padrec.fingerprint import digest, sha256_hex
+from padrec.io import atomic_path
 
 logger = logging.getLogger("padrec.text")
 
@@ -36,13 +37,13 @@ _TENSOR = "embeddings"
 
 def text_hash(text: str) -> str:
     """Content hash of one text (sha256 of its UTF-8 bytes, 32 hex characters)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return sha256_hex(text)[:32]
 
 
 def cache_key(identity: dict[str, Any], template_key: str) -> str:
     """Stable key of an (encoder identity, template) pair: 20 hex characters."""
     blob = json.dumps({"identity": identity, "template": template_key}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+    return sha256_hex(blob)[:20]
 
 
 def cache_path(cache_dir: Path, identity: dict[str, Any], template_key: str) -> Path:
@@ -52,7 +53,7 @@ def cache_path(cache_dir: Path, identity: dict[str, Any], template_key: str) -> 
 
 
 def _checksum(matrix: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(matrix, dtype=np.float32).tobytes()).hexdigest()
+    return digest(np.ascontiguousarray(matrix, dtype=np.float32))
 
 
 @dataclass
@@ -146,7 +147,6 @@ def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], templat
     from safetensors.numpy import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     matrix = np.ascontiguousarray(entry.matrix, dtype=np.float32)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     meta = {
@@ -161,10 +161,5 @@ def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], templat
         "checksum": _checksum(matrix),
         "hashes": entry.hashes,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file({_TENSOR: matrix}, str(tmp), metadata={_META_KEY: json.dumps(meta, separators=(",", ":"))})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -13,7 +13,6 @@ safetensors model under ``<cache_dir>/models/`` and later runs load that copy.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -23,11 +22,11 @@ from typing import Any, Literal
 
 import torch
 
+from padrec.fingerprint import dir_fingerprint, file_fingerprint
+from padrec.io import FileFormatError, read_json, write_json
 from padrec.text.encoders import (
     ENCODERS,
     TextEncoder,
-    dir_fingerprint,
-    file_fingerprint,
     local_model_dir,
     package_dir,
     package_version,
@@ -116,7 +115,7 @@ def convert_gguf(src_dir: Path, gguf_file: str, dst: Path) -> Path:
         "source_fingerprint": file_fingerprint(src_dir / gguf_file),
         "transformers": package_version("transformers"),
     }
-    (tmp / _CONVERSION_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+    write_json(tmp / _CONVERSION_MARKER, marker)
     if dst.exists():
         shutil.rmtree(dst)
     try:
@@ -134,8 +133,8 @@ def _converted_ok(dst: Path, source_fp: str) -> bool:
     if not marker.is_file():
         return False
     try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        info = read_json(marker, expect=dict)
+    except (OSError, FileFormatError):
         return False
     return info.get("source_fingerprint") == source_fp and (dst / "config.json").is_file()
 

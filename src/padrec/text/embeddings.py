@@ -1,5 +1,9 @@
 """The one entry point: item table -> frozen (N+1) x D text-embedding matrix.
 
+Holds :class:`TextConfig` (how embeddings are made) and :func:`build_text_embeddings` (render,
+look up the cache, encode what is missing, assemble); the result type
+:class:`~padrec.text.matrix.TextEmbeddings` and its files live in :mod:`padrec.text.matrix`.
+
 >>> from padrec.text import TextConfig, build_text_embeddings
 >>> emb = build_text_embeddings(dataset, TextConfig(template="title"))
 >>> emb.matrix.shape          # (N+1, 384) with the default MiniLM; row 0 is zeros
@@ -8,9 +12,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import torch
 from padrec.config import ConfigError, from_dict, to_dict
 from padrec.data.cache import default_cache_dir
 from padrec.data.dataset import SequenceDataset
+from padrec.devices import resolve_device
 from padrec.text.cache import (
     CacheEntry,
     cache_path,
@@ -30,8 +33,9 @@ from padrec.text.cache import (
     text_hash,
     write_cache,
 )
-from padrec.text.encoders import ENCODERS, TextEncoder, resolve_device
+from padrec.text.encoders import ENCODERS, TextEncoder
 from padrec.text.errors import TextError
+from padrec.text.matrix import TextEmbeddings
 from padrec.text.templates import render_texts
 
 logger = logging.getLogger("padrec.text")
@@ -80,139 +84,6 @@ class TextConfig:
     def resolved_cache_dir(self) -> Path:
         """The cache root this config uses."""
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-
-
-@dataclass
-class TextEmbeddings:
-    """A frozen item text-embedding matrix and how it was made.
-
-    Attributes:
-        matrix: (N+1) x D float32 tensor; row ``i`` = internal item ``i``; row 0 (padding) and
-            items without text are zeros.
-        encoder: encoder name; ``identity`` the full encoder description the cache keys on.
-        template: canonical template key.
-        item_ids: original item ids, length N+1 (``[PAD]`` first).
-        missing_ids: internal ids given zero rows for lack of text (or of a precomputed row).
-        encoded: distinct texts encoded by this call; ``cache_hits``: distinct texts taken from
-            the cache.
-        items_per_second: encoding throughput of this call (None when nothing was encoded).
-        load_seconds / encode_seconds / total_seconds: model load, encoding, whole call (wall).
-        encode_cpu_seconds: CPU time of this process (all threads) while encoding; compared
-            with ``encode_seconds`` it shows how much other processes slowed the encoding.
-        cache_path: the cache file (None when caching was off or not applicable).
-    """
-
-    matrix: torch.Tensor
-    encoder: str
-    identity: dict[str, Any]
-    template: str
-    item_ids: list[str]
-    missing_ids: list[int] = field(default_factory=list)
-    encoded: int = 0
-    cache_hits: int = 0
-    items_per_second: float | None = None
-    load_seconds: float = 0.0
-    encode_seconds: float = 0.0
-    encode_cpu_seconds: float = 0.0
-    total_seconds: float = 0.0
-    cache_path: str | None = None
-    device: str = "cpu"
-
-    @property
-    def dim(self) -> int:
-        return int(self.matrix.shape[1])
-
-    @property
-    def num_items(self) -> int:
-        return int(self.matrix.shape[0]) - 1
-
-    def metadata(self) -> dict[str, Any]:
-        """JSON-ready description (everything but the matrix and the id list)."""
-        return {
-            "encoder": self.encoder,
-            "identity": self.identity,
-            "template": self.template,
-            "dim": self.dim,
-            "num_items": self.num_items,
-            "missing_ids": self.missing_ids,
-            "encoded": self.encoded,
-            "cache_hits": self.cache_hits,
-            "items_per_second": self.items_per_second,
-            "load_seconds": round(self.load_seconds, 3),
-            "encode_seconds": round(self.encode_seconds, 3),
-            "encode_cpu_seconds": round(self.encode_cpu_seconds, 3),
-            "total_seconds": round(self.total_seconds, 3),
-            "cache_path": self.cache_path,
-            "device": self.device,
-        }
-
-    metadata_dict = metadata
-
-    def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``<path>.safetensors`` (tensor ``embeddings``) and ``<path>.json`` (metadata + item_ids).
-
-        The JSON's ``item_ids`` list makes the pair usable as a ``precomputed`` encoder input.
-        Both files are written to temporary names first, then renamed.
-        """
-        from safetensors.torch import save_file
-
-        base = Path(path)
-        if base.suffix in (".safetensors", ".json"):
-            base = base.with_suffix("")
-        st_path, js_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
-        base.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.metadata()
-        meta["item_ids"] = self.item_ids
-        tmp_st = st_path.with_name(f".{st_path.name}.tmp-{os.getpid()}")
-        tmp_js = js_path.with_name(f".{js_path.name}.tmp-{os.getpid()}")
-        try:
-            save_file(
-                {"embeddings": self.matrix.contiguous()},
-                str(tmp_st),
-                metadata={"padrec_text_embeddings": json.dumps(self.metadata(), separators=(",", ":"))},
-            )
-            tmp_js.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            os.replace(tmp_st, st_path)
-            os.replace(tmp_js, js_path)
-        finally:
-            for tmp in (tmp_st, tmp_js):
-                if tmp.exists():
-                    tmp.unlink()
-        return st_path, js_path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TextEmbeddings:
-        """Read a pair written by :meth:`save` (``path`` with or without suffix)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        base = Path(path)
-        if base.suffix in (".safetensors", ".json"):
-            base = base.with_suffix("")
-        st_path, js_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
-        try:
-            matrix = load_file(str(st_path))["embeddings"]
-            meta = json.loads(js_path.read_text(encoding="utf-8"))
-        except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
-            raise TextError(f"{base}: cannot read text embeddings (.safetensors + .json): {exc}") from exc
-        if matrix.ndim != 2 or len(meta.get("item_ids", [])) != matrix.shape[0]:
-            raise TextError(
-                f"{st_path}: matrix shape {tuple(matrix.shape)} does not match "
-                f"{len(meta.get('item_ids', []))} item ids in {js_path}"
-            )
-        return cls(
-            matrix=matrix.float(),
-            encoder=meta.get("encoder", ""),
-            identity=meta.get("identity", {}),
-            template=meta.get("template", ""),
-            item_ids=[str(x) for x in meta["item_ids"]],
-            missing_ids=list(meta.get("missing_ids", [])),
-            encoded=int(meta.get("encoded", 0)),
-            cache_hits=int(meta.get("cache_hits", 0)),
-            items_per_second=meta.get("items_per_second"),
-            cache_path=meta.get("cache_path"),
-            device=meta.get("device", "cpu"),
-        )
 
 
 def make_encoder(config: TextConfig) -> TextEncoder:
@@ -291,7 +162,10 @@ def build_text_embeddings(
     encoder = make_encoder(config)
     item_ids = np.asarray(dataset.item_ids)
     n = dataset.num_items
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except (ValueError, RuntimeError) as exc:
+        raise TextError(str(exc)) from exc
     cache_dir = config.resolved_cache_dir()
     encoder.prepare(device, cache_dir)
 
@@ -350,6 +224,18 @@ def build_text_embeddings(
     todo = [h for h in distinct if h not in known]
     hits = len(distinct) - len(todo)
 
+    def encode(hashes: list[str]) -> tuple[np.ndarray, float, float]:
+        """(vectors of the texts ``hashes``, wall seconds, CPU seconds)."""
+        with torch_threads(config.num_threads):
+            t1, c1 = time.perf_counter(), time.process_time()
+            vecs = encoder.encode(
+                [distinct[h] for h in hashes],
+                batch_size=config.batch_size,
+                progress=progress,
+                desc=f"encoding {dataset.name} ({config.encoder})",
+            )
+            return vecs, time.perf_counter() - t1, time.process_time() - c1
+
     load_s = enc_s = enc_cpu = 0.0
     rate: float | None = None
     new_matrix: np.ndarray | None = None
@@ -358,15 +244,7 @@ def build_text_embeddings(
             t0 = time.perf_counter()
             encoder.ensure_loaded()
             load_s = time.perf_counter() - t0
-            t1, c1 = time.perf_counter(), time.process_time()
-            new_matrix = encoder.encode(
-                [distinct[h] for h in todo],
-                batch_size=config.batch_size,
-                progress=progress,
-                desc=f"encoding {dataset.name} ({config.encoder})",
-            )
-            enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
-        rate = len(todo) / enc_s if enc_s > 0 else None
+        new_matrix, enc_s, enc_cpu = encode(todo)
         if entry is not None and entry.dim != new_matrix.shape[1]:
             logger.warning(
                 "text cache %s: holds %d-d vectors but the encoder now gives %d-d; rebuilding it from scratch",
@@ -377,16 +255,8 @@ def build_text_embeddings(
             entry, known = None, {}
             todo = list(distinct)
             hits = 0
-            with torch_threads(config.num_threads):
-                t1, c1 = time.perf_counter(), time.process_time()
-                new_matrix = encoder.encode(
-                    [distinct[h] for h in todo],
-                    batch_size=config.batch_size,
-                    progress=progress,
-                    desc=f"encoding {dataset.name} ({config.encoder})",
-                )
-                enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
-            rate = len(todo) / enc_s if enc_s > 0 else None
+            new_matrix, enc_s, enc_cpu = encode(todo)
+        rate = len(todo) / enc_s if enc_s > 0 else None
         if path is not None:
             old_hashes = entry.hashes if entry is not None else []
             old_matrix = entry.matrix if entry is not None else np.zeros((0, new_matrix.shape[1]), np.float32)

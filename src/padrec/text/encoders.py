@@ -16,7 +16,6 @@ installed packages, with ``HF_HUB_OFFLINE=1`` set while loading.
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib.util
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from padrec.fingerprint import dir_fingerprint
 from padrec.registry import Registry
 from padrec.text.errors import MissingDependencyError, TextError
 
@@ -155,19 +155,6 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda if available, else cpu; ``"cpu"``, ``"cuda"``, ``"cuda:1"``... checked."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise TextError(f"device {device!r} is not a valid torch device (use cpu, cuda, cuda:N or auto)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TextError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-    return dev
-
-
 def set_offline() -> None:
     """Forbid hub downloads for everything loaded after this call (HF_HUB_OFFLINE=1)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -203,34 +190,6 @@ def package_version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "unknown"
-
-
-def file_fingerprint(path: Path, whole_below: int = 1 << 20, edge: int = 1 << 16) -> str:
-    """Cheap content fingerprint: sha256 of the whole file if small, else of size + both ends."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as fh:
-        if size <= whole_below:
-            h.update(fh.read())
-        else:
-            h.update(fh.read(edge))
-            fh.seek(size - edge)
-            h.update(fh.read(edge))
-    return h.hexdigest()
-
-
-def dir_fingerprint(path: Path) -> str:
-    """Fingerprint of a model directory: every file's relative path and :func:`file_fingerprint`.
-
-    Catches swapped weights, edited configs and changed tokenizers without reading gigabytes.
-    """
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts)
-    for p in files:
-        h.update(p.relative_to(path).as_posix().encode())
-        h.update(file_fingerprint(p).encode())
-    return h.hexdigest()[:16]
 
 
 def local_model_dir(model: str, encoder: str) -> Path:

@@ -13,7 +13,6 @@ the id map says which row belongs to which original item id. Accepted id maps:
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,9 @@ import numpy as np
 import torch
 
 from padrec.data.dataset import PAD_TOKEN
-from padrec.text.encoders import ENCODERS, TextEncoder, file_fingerprint, l2_normalize
+from padrec.fingerprint import file_fingerprint
+from padrec.io import FileFormatError, read_json
+from padrec.text.encoders import ENCODERS, TextEncoder, l2_normalize
 from padrec.text.errors import TextError
 
 
@@ -105,9 +106,11 @@ def _read_id_map(path: Path) -> dict[str, int]:
 
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TextError(f"{path}: not valid JSON ({exc})") from exc
+            data = read_json(path)
+        except FileFormatError as exc:
+            raise TextError(str(exc)) from exc
+        except OSError as exc:
+            raise TextError(f"{path}: cannot read the id map ({exc})") from exc
         if isinstance(data, dict) and isinstance(data.get("item_ids"), list):
             data = data["item_ids"]
         if isinstance(data, list):

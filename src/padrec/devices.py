@@ -1,0 +1,46 @@
+"""The one device resolver: a device name from a config or the command line -> ``torch.device``."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+__all__ = ["DEVICE_FORMS", "resolve_device"]
+
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
+_DEVICE_RE = re.compile(r"(cpu|cuda|cuda:\d+|mps)")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn a device name into a ``torch.device``, checking that the device exists here.
+
+    Args:
+        name: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+            ``mps`` (Apple GPUs, where torch supports them).
+
+    Raises:
+        ValueError: ``name`` is none of these forms (e.g. ``gpu0``); the message names the
+            value and the allowed forms.
+        RuntimeError: the device is not available on this machine, e.g.
+            ``device 'cuda' requested but CUDA is not available``.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, str) or not _DEVICE_RE.fullmatch(name):
+        raise ValueError(f"device {name!r} is not a valid torch device (use {DEVICE_FORMS})")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise RuntimeError(f"device {name!r} requested but only {count} CUDA device(s) are available")
+    if dev.type == "mps" and not _mps_available():
+        raise RuntimeError(f"device {name!r} requested but MPS is not available; use cpu or auto")
+    return dev
