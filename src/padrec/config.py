@@ -119,7 +119,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     except KeyError as exc:  # an unknown registered name (backbone, item representation, ...)
         raise ConfigError(f"{where or cls.__name__}: {exc.args[0] if exc.args else exc}") from exc
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+        message = str(exc)
+        head = message.split(" ", 1)[0].rstrip(":")
+        if head in fields and where:  # "batch_size must be >= 1" -> "train.batch_size must be >= 1"
+            raise ConfigError(f"{where}.{message}") from exc
+        raise ConfigError(f"{where or cls.__name__}: {message}") from exc
     return obj
 
 

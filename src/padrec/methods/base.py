@@ -55,7 +55,7 @@ class Phase:
             ``step`` (:class:`StepInfo`) says the epoch and step, for curricula.
         score: ``score(histories (B, L)) -> (B, N+1)`` scores, used for validation and for
             evaluating a run that ended in this phase.
-        trains: names of the submodules whose parameters this phase updates (None = all).
+        trains: names of the submodules (or parameters) this phase updates (None = all).
         frozen: submodules kept in eval mode while this phase trains (fixed experts).
         start: called when the phase begins (e.g. copy weights from an earlier phase).
         overrides: training settings this phase changes (e.g. ``{"lr": 1e-4}``), applied
@@ -94,7 +94,7 @@ class Method(nn.Module):
         self.config = config
         self.context = context
         self.num_items = context.num_items
-        self._phase = self.phases()[0]
+        self._phase: Phase | None = None  # the first phase until begin_phase (resolved lazily)
 
     # --- capabilities -----------------------------------------------------------------
     @classmethod
@@ -124,10 +124,13 @@ class Method(nn.Module):
     @property
     def phase(self) -> str:
         """Name of the current phase."""
-        return self._phase.name
+        return self.current_phase.name
 
     @property
     def current_phase(self) -> Phase:
+        """The current :class:`Phase` (the first one until :meth:`begin_phase`)."""
+        if self._phase is None:
+            self._phase = self.phases()[0]
         return self._phase
 
     def begin_phase(self, name: str) -> None:
@@ -143,33 +146,46 @@ class Method(nn.Module):
         self._phase = self.phase_named(name)
         self.train(self.training)
 
-    def trainable_modules(self) -> list[nn.Module]:
-        """The submodules the current phase trains."""
-        names = self._phase.trains
-        return [self] if names is None else [self.get_submodule(n) for n in names]
-
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser updates in the current phase (each once)."""
+        """Parameters the optimiser updates in the current phase (each once, in order): those of
+        the submodules (or the parameters themselves) the phase's ``trains`` names."""
+        names = self.current_phase.trains
+        groups = [self.parameters()] if names is None else [self._named_parameters(n) for n in names]
         seen: set[int] = set()
         out = []
-        for m in self.trainable_modules():
-            for p in m.parameters():
+        for group in groups:
+            for p in group:
                 if p.requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     out.append(p)
         return out
 
+    def _named_parameters(self, name: str) -> list[nn.Parameter]:
+        """The parameters of submodule ``name``, or ``[parameter name]``."""
+        try:
+            return list(self.get_submodule(name).parameters())
+        except AttributeError:
+            try:
+                return [self.get_parameter(name)]
+            except AttributeError:
+                raise ValueError(
+                    f"phase '{self.phase}' trains {name!r}, which is neither a submodule nor a "
+                    f"parameter of {type(self).__name__}"
+                ) from None
+
     def train(self, mode: bool = True) -> Method:
         """As ``nn.Module.train``; the current phase's ``frozen`` submodules stay in eval mode."""
         super().train(mode)
-        for name in self._phase.frozen:
+        if self._phase is None and not self._modules:  # called while the subclass is still being built
+            return self
+        for name in self.current_phase.frozen:
             self.get_submodule(name).eval()
         return self
 
     # --- training and scoring ---------------------------------------------------------
     def losses(self, batch: TrainBatch, step: StepInfo | None = None) -> dict[str, torch.Tensor]:
         """Named scalar losses of the current phase for one batch; the trainer minimises their sum."""
-        return self._phase.losses(batch, step)
+        return self.current_phase.losses(batch, step)
 
     def forward(self, batch: TrainBatch, step: StepInfo | None = None) -> dict[str, torch.Tensor]:
         """Same as :meth:`losses` (so data-parallel wrappers, which call ``forward``, work)."""
@@ -183,7 +199,7 @@ class Method(nn.Module):
         Returns:
             (B, N+1) float scores; column 0 (padding) is ignored by the evaluator.
         """
-        return self._phase.score(histories)
+        return self.current_phase.score(histories)
 
     def fingerprint_config(self, phase: Phase) -> dict[str, Any]:
         """The method-config fields ``phase``'s results depend on (from the config's field

@@ -101,7 +101,10 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         from padrec.evaluation.metrics import parse_metric
 
-        parse_metric(self.monitor.rpartition("/")[2])
+        try:
+            parse_metric(self.monitor.rpartition("/")[2])
+        except ValueError as exc:
+            raise ValueError(f"monitor: {exc}") from None
 
 
 def phase_config(base: TrainConfig, overrides: dict[str, Any], where: str = "phase overrides") -> TrainConfig:

@@ -4,6 +4,7 @@ checkpoints, resume, data parallelism."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import random
@@ -273,9 +274,14 @@ class Trainer:
         for p in method.parameters():
             p.requires_grad_(id(p) in trained and flags[p])
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        model = DistributedDataParallel(
-            method, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
-        )
+        # Buffers (text matrices, priors) never change in training: sync them once, not every step.
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+            buffers = {"forward_sync_buffers": False}
+        else:  # torch before 2.13
+            buffers = {"broadcast_buffers": False}
+        # Every parameter a phase trains must take part in its loss (DDP's default, without the
+        # extra graph traversal of find_unused_parameters).
+        model = DistributedDataParallel(method, device_ids=device_ids, **buffers)
 
         def restore() -> None:
             for p, flag in flags.items():
