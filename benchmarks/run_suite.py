@@ -155,7 +155,7 @@ def main() -> None:
 
     from padrec.commands.train import build_config_dict, run_training
     from padrec.evaluation import paired_ttest
-    from padrec.training.checkpoint import write_json
+    from padrec.io import write_json
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]

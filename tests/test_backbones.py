@@ -79,6 +79,12 @@ def case(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def test_capabilities_are_declared(case: str) -> None:
+    cls = type(build(case))
+    for flag in ("causal", "adds_positions", "bounded_output"):
+        assert isinstance(getattr(cls, flag), bool), flag
+
+
 def test_output_shape_and_dtype(case: str) -> None:
     model = build(case)
     x, pad = inputs()
@@ -87,8 +93,10 @@ def test_output_shape_and_dtype(case: str) -> None:
     assert y.dtype == x.dtype
 
 
-def test_causal(case: str) -> None:
-    model = build(case).eval()
+@pytest.mark.parametrize("causal_case", [c for c in CASES if BACKBONES.get(CASES[c][0]).causal])
+def test_causal(causal_case: str) -> None:
+    """Where a backbone claims causality, no output depends on a later position."""
+    model = build(causal_case).eval()
     x, pad = inputs()
     y = model(x, pad)
     for t in range(L - 1):
