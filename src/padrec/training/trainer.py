@@ -49,6 +49,43 @@ class PhaseResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Progress:
+    """Where a phase's training stands; saved in ``state.json`` after every epoch."""
+
+    epoch: int = -1  # last finished epoch, 0-based
+    best_value: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Progress:
+        return cls(
+            state["epoch"],
+            state["best_value"],
+            state["best_epoch"],
+            state["bad_epochs"],
+            state["history"],
+            state["train_seconds"],
+        )
+
+    def state(self, fp: str, finished: bool, seconds_per_epoch: float, monitor: str) -> dict[str, Any]:
+        return {
+            "fingerprint": fp,
+            "epoch": self.epoch,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "finished": finished,
+            "seconds_per_epoch": seconds_per_epoch,
+            "monitor": monitor,
+        }
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
@@ -154,18 +191,18 @@ class Trainer:
 
         if not params:  # e.g. a fixed equal-weight gate over frozen experts: validate once, keep as is
             value = self._monitored(self.validation_set())
-            history = [{"epoch": 0, f"valid_{cfg.monitor}": value}]
+            done = _Progress(best_value=value, history=[{"epoch": 0, f"valid_{cfg.monitor}": value}])
             if world.is_main:
                 save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
-                self._save_last(phase_dir, None, None, fp, -1, value, -1, 0, history, 0.0, finished=True)
-            return PhaseResult(phase, 0, value, 0, 0.0, 0.0, "nothing_to_train", history)
+                self._save_state(phase_dir, done, fp, finished=True)
+            return PhaseResult(phase, 0, value, 0, 0.0, 0.0, "nothing_to_train", done.history)
 
         # Negatives and dropout draw from the global generator: seed it here so a phase's
         # numbers do not depend on what ran before it in the process.
         torch.manual_seed(cfg.seed)
         optimizer = build_optimizer(params, cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
-        start_epoch, best_value, best_epoch, bad, history, train_seconds = 0, -math.inf, -1, 0, [], 0.0
+        prog = _Progress()
         if state is not None and (phase_dir / "last.optim.safetensors").exists():
             load_weights(method, phase_dir / "last.safetensors", partial=True)
             rng, _ = load_training_state(phase_dir / "last.optim.safetensors", optimizer)
@@ -173,10 +210,8 @@ class Trainer:
             shuffle.set_state(rng["shuffle"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
-            start_epoch = state["epoch"] + 1
-            best_value, best_epoch, bad = state["best_value"], state["best_epoch"], state["bad_epochs"]
-            history, train_seconds = state["history"], state["train_seconds"]
-            log.info("resuming phase '%s' at epoch %d", phase, start_epoch + 1)
+            prog = _Progress.from_state(state)
+            log.info("resuming phase '%s' at epoch %d", phase, prog.epoch + 2)
 
         settings = BatchSettings(cfg.batch_size, cfg.grad_accumulation, world.rank, world.world_size)
         make_batches = method.current_phase.batches or WindowBatches.from_split
@@ -186,9 +221,8 @@ class Trainer:
         valid = self.validation_set()
         stopped: str = "epochs"
         t_phase = time.perf_counter()
-        epoch = start_epoch - 1
         try:
-            for epoch in range(start_epoch, cfg.epochs):
+            for epoch in range(prog.epoch + 1, cfg.epochs):
                 if world.enabled:  # each process its own dropout and negatives, the same after a resume
                     torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + world.rank)
                 method.train()
@@ -196,7 +230,7 @@ class Trainer:
                 totals = self._epoch(model, optimizer, params, batches, shuffle, epoch, steps, phase)
                 totals = world.mean(totals)
                 epoch_train = time.perf_counter() - t0
-                train_seconds += epoch_train
+                prog.train_seconds += epoch_train
                 t1 = time.perf_counter()
                 value = self._monitored(valid)
                 row = {
@@ -206,34 +240,23 @@ class Trainer:
                     "train_s": round(epoch_train, 3),
                     "valid_s": round(time.perf_counter() - t1, 3),
                 }
-                history.append(row)
-                improved = value > best_value
+                prog.history.append(row)
+                prog.epoch = epoch
+                improved = value > prog.best_value
                 if improved:
-                    best_value, best_epoch, bad = value, epoch, 0
+                    prog.best_value, prog.best_epoch, prog.bad_epochs = value, epoch, 0
                     if world.is_main:
                         save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
                 else:
-                    bad += 1
+                    prog.bad_epochs += 1
                 if world.is_main:
                     losses_txt = " ".join(f"{k}={v / steps:.4f}" for k, v in totals.items())
                     tqdm.write(
                         f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  valid {cfg.monitor}={value:.4f}"
                         f"{' *' if improved else ''}  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)"
                     )
-                    self._save_last(
-                        phase_dir,
-                        optimizer,
-                        shuffle,
-                        fp,
-                        epoch,
-                        best_value,
-                        best_epoch,
-                        bad,
-                        history,
-                        train_seconds,
-                        finished=False,
-                    )
-                if bad >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+                    self._save_state(phase_dir, prog, fp, finished=False, optimizer=optimizer, shuffle=shuffle)
+                if prog.bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
                     stopped = "patience"
                     break
                 if cfg.max_minutes > 0 and world.broadcast_float(time.perf_counter() - t_phase) / 60 > cfg.max_minutes:
@@ -241,29 +264,17 @@ class Trainer:
                     break
         finally:
             restore()
-        epochs_run = epoch + 1
-        if best_epoch < 0:
+        if prog.best_epoch < 0:
             raise RuntimeError(f"phase '{phase}' ran no epoch (epochs={cfg.epochs})")
         world.barrier()
         load_weights(method, phase_dir / "best.safetensors", partial=True)
-        spe = train_seconds / max(1, len(history))
+        spe = prog.train_seconds / max(1, len(prog.history))
         if world.is_main:
-            self._save_last(
-                phase_dir,
-                optimizer,
-                shuffle,
-                fp,
-                epochs_run - 1,
-                best_value,
-                best_epoch,
-                bad,
-                history,
-                train_seconds,
-                finished=True,
-                seconds_per_epoch=spe,
-            )
+            self._save_state(phase_dir, prog, fp, finished=True, seconds_per_epoch=spe)
         world.barrier()
-        return PhaseResult(phase, best_epoch + 1, best_value, epochs_run, spe, train_seconds, stopped, history)
+        return PhaseResult(
+            phase, prog.best_epoch + 1, prog.best_value, prog.epoch + 1, spe, prog.train_seconds, stopped, prog.history
+        )
 
     def _wrap(self, method: Method, trained: set[int]):
         """The module to call for losses: the method itself, or DDP over the phase's
@@ -335,42 +346,25 @@ class Trainer:
         bar.close()
         return totals
 
-    def _save_last(
+    def _save_state(
         self,
         phase_dir: Path,
-        optimizer,
-        shuffle,
-        fp,
-        epoch,
-        best_value,
-        best_epoch,
-        bad,
-        history,
-        train_seconds,
+        prog: _Progress,
+        fp: str,
         finished: bool,
+        optimizer=None,
+        shuffle=None,
         seconds_per_epoch: float = 0.0,
     ) -> None:
+        """``state.json``; while unfinished also the resumable weights, optimiser and RNG states;
+        once finished, the resumable files are removed."""
         if not finished:
             save_weights(self.method, phase_dir / "last.safetensors", only=self.phase_keys)
             rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
             if self.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.device)
             save_training_state(phase_dir / "last.optim.safetensors", optimizer, rng, {})
-        write_json(
-            phase_dir / "state.json",
-            {
-                "fingerprint": fp,
-                "epoch": epoch,
-                "best_value": best_value,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad,
-                "history": history,
-                "train_seconds": train_seconds,
-                "finished": finished,
-                "seconds_per_epoch": seconds_per_epoch,
-                "monitor": self.config.monitor,
-            },
-        )
+        write_json(phase_dir / "state.json", prog.state(fp, finished, seconds_per_epoch, self.config.monitor))
         if finished:
             for name in ("last.safetensors", "last.optim.safetensors", "last.optim.json"):
                 (phase_dir / name).unlink(missing_ok=True)
