@@ -1,12 +1,16 @@
-"""Training objectives several methods share: an expert's next-item loss and logit adjustment."""
+"""What several methods share: an expert's next-item loss, logit adjustment, and the checks of
+the config fields every backbone-based method has."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from padrec.losses.ranking import bce_loss, log_popularity_prior, sample_negatives, softmax_ce_loss
 from padrec.methods.base import MethodContext
 from padrec.methods.batches import TrainBatch
+from padrec.models.backbones.base import backbone_config
 from padrec.models.experts import Expert
 
 
@@ -50,3 +54,16 @@ def ranking_losses(
         pos = pos + tau * log_prior[batch.targets]
         neg_logits = neg_logits + tau * log_prior[neg]
     return {"rec": bce_loss(pos, neg_logits, batch.targets > 0)}
+
+
+def check_common_fields(cfg: Any) -> None:
+    """Checks shared by configs with ``backbone``, ``backbone_config``, ``hidden_size``,
+    ``num_negatives``, ``init_std`` and ``logit_adjustment`` fields."""
+    if cfg.hidden_size < 1:
+        raise ValueError(f"hidden_size must be >= 1, got {cfg.hidden_size}")
+    if cfg.num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {cfg.num_negatives}")
+    if cfg.init_std <= 0:
+        raise ValueError(f"init_std must be > 0, got {cfg.init_std}")
+    check_logit_adjustment(cfg.logit_adjustment)
+    backbone_config(cfg.backbone, cfg.backbone_config, cfg.hidden_size)

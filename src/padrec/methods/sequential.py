@@ -14,8 +14,8 @@ import torch
 
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
-from padrec.methods.objectives import check_logit_adjustment, popularity_prior, ranking_losses
-from padrec.models.backbones.base import BACKBONES, backbone_config, build_backbone
+from padrec.methods.objectives import check_common_fields, popularity_prior, ranking_losses
+from padrec.models.backbones.base import BACKBONES, build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.base import ITEM_REPRESENTATIONS, ItemContext, build_items, items_config
 
@@ -56,19 +56,6 @@ class SequentialConfig:
     def __post_init__(self) -> None:
         check_common_fields(self)
         items_config(self.items, self.items_config)
-
-
-def check_common_fields(cfg: Any) -> None:
-    """Checks shared by configs with ``backbone``, ``backbone_config``, ``hidden_size``,
-    ``num_negatives``, ``init_std`` and ``logit_adjustment`` fields."""
-    if cfg.hidden_size < 1:
-        raise ValueError(f"hidden_size must be >= 1, got {cfg.hidden_size}")
-    if cfg.num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {cfg.num_negatives}")
-    if cfg.init_std <= 0:
-        raise ValueError(f"init_std must be > 0, got {cfg.init_std}")
-    check_logit_adjustment(cfg.logit_adjustment)
-    backbone_config(cfg.backbone, cfg.backbone_config, cfg.hidden_size)
 
 
 @METHODS.register("sequential")

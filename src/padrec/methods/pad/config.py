@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from padrec.config import setting
 from padrec.losses.alignment import ALIGNMENT_LOSSES
-from padrec.methods.sequential import check_common_fields
+from padrec.methods.objectives import check_common_fields
 from padrec.models.backbones.base import BACKBONES
 from padrec.models.gating import GATES
 
