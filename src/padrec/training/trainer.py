@@ -8,6 +8,7 @@ import inspect
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,8 @@ class Trainer:
 
     Files written under ``phase_dir`` (by rank 0 only when data-parallel):
     ``best.safetensors`` (best-validation weights of the parameters this phase trains),
-    ``last.safetensors`` + ``last.optim.safetensors`` (resumable state) and ``state.json``
+    ``last-EEEE/`` (the resumable state after epoch EEEE: ``weights.safetensors``,
+    ``optim.safetensors`` + ``optim.json`` with the optimiser and RNG states) and ``state.json``
     (epoch, best value, history, the fingerprint of everything the phase depends on).
     """
 
@@ -203,9 +205,10 @@ class Trainer:
         optimizer = build_optimizer(params, cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         prog = _Progress()
-        if state is not None and (phase_dir / "last.optim.safetensors").exists():
-            load_weights(method, phase_dir / "last.safetensors", partial=True)
-            rng, _ = load_training_state(phase_dir / "last.optim.safetensors", optimizer)
+        last = phase_dir / state["last"] if state is not None and state.get("last") else None
+        if last is not None and (last / "optim.safetensors").exists():
+            load_weights(method, last / "weights.safetensors", partial=True)
+            rng, _ = load_training_state(last / "optim.safetensors", optimizer)
             torch.set_rng_state(rng["torch"])
             shuffle.set_state(rng["shuffle"])
             if "cuda" in rng and torch.cuda.is_available():
@@ -356,15 +359,23 @@ class Trainer:
         shuffle=None,
         seconds_per_epoch: float = 0.0,
     ) -> None:
-        """``state.json``; while unfinished also the resumable weights, optimiser and RNG states;
-        once finished, the resumable files are removed."""
+        """``state.json``; while unfinished, first the resumable state of the epoch in a new
+        ``last-EEEE/`` directory. ``state.json`` names the directory and is written last, so a
+        kill at any moment leaves a state.json whose files are complete; older directories
+        (and, once finished, all of them) are removed afterwards."""
+        last = None
         if not finished:
-            save_weights(self.method, phase_dir / "last.safetensors", only=self.phase_keys)
+            last = phase_dir / f"last-{prog.epoch + 1:04d}"
+            save_weights(self.method, last / "weights.safetensors", only=self.phase_keys)
             rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
             if self.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.device)
-            save_training_state(phase_dir / "last.optim.safetensors", optimizer, rng, {})
-        write_json(phase_dir / "state.json", prog.state(fp, finished, seconds_per_epoch, self.config.monitor))
-        if finished:
-            for name in ("last.safetensors", "last.optim.safetensors", "last.optim.json"):
-                (phase_dir / name).unlink(missing_ok=True)
+            save_training_state(last / "optim.safetensors", optimizer, rng, {})
+        state = prog.state(fp, finished, seconds_per_epoch, self.config.monitor)
+        state["last"] = last.name if last is not None else None
+        write_json(phase_dir / "state.json", state)
+        for old in phase_dir.glob("last-*"):
+            if old != last and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        for name in ("last.safetensors", "last.optim.safetensors", "last.optim.json"):  # earlier layout
+            (phase_dir / name).unlink(missing_ok=True)
