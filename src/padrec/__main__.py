@@ -1,5 +1,5 @@
 """``python -m padrec`` (and ``torchrun -m padrec``): the padrec command line."""
 
-from padrec.cli import app
+from padrec.cli import main
 
-app(prog_name="padrec")
+main()

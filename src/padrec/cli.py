@@ -10,6 +10,8 @@ import importlib
 
 import typer
 
+from padrec.commands.common import guarded
+
 app = typer.Typer(
     name="padrec",
     help="Sequential recommendation enhanced by language models: PAD and ID-only baselines.",
@@ -30,9 +32,13 @@ for _name in COMMAND_MODULES:
         continue
     _mod.register(app)
 
+# Every command ends a bad input with "error: ..." and exit code 2, never a traceback.
+for _command in app.registered_commands:
+    _command.callback = guarded(_command.callback)
+
 
 def main() -> None:
-    app()
+    app(prog_name="padrec")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
-from padrec.commands.common import console, fail, parse_ints, setup_logging
+from padrec.commands.common import check_output_file, console, fail, parse_ints, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -28,24 +29,29 @@ def register(app: typer.Typer) -> None:
         Example: padrec evaluate runs/sasrec --history none --ks 10,20
         """
         setup_logging(verbose)
-        import dataclasses
-
-        from padrec.evaluation import print_result
+        from padrec.config import ConfigError, from_dict, to_dict
+        from padrec.evaluation import EvalConfig, print_result
+        from padrec.evaluation.metrics import parse_metric
         from padrec.experiment import evaluate_run, load_run
 
         if which not in ("test", "valid"):
             fail(f"--split must be test or valid, got '{which}'")
-        try:
-            method, cfg, prepared = load_run(run_dir, device=device)
-        except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
-            fail(str(exc))
-        ecfg = cfg.eval
+        if output is not None:
+            check_output_file(output, "--output")
+        method, cfg, prepared = load_run(run_dir, device=device)
+        changes: dict = {}
         if history:
-            ecfg = dataclasses.replace(ecfg, history_handling=history)
+            changes["history_handling"] = history
         if ks:
-            ecfg = dataclasses.replace(ecfg, ks=parse_ints(ks, "--ks"))
-        from padrec.evaluation.metrics import parse_metric
-
+            changes["ks"] = parse_ints(ks, "--ks")
+        try:
+            ecfg = from_dict(EvalConfig, {**to_dict(cfg.eval), **changes}, where="eval")
+        except ConfigError as exc:
+            flag = "--history" if "history_handling" in str(exc) else "--ks"
+            fail(f"{flag}: {str(exc).split(': ', 1)[-1]}")
+        n = prepared.dataset.num_items
+        if max(ecfg.ks) > n:
+            fail(f"--ks: every cut-off must be at most the catalogue size {n}, got {max(ecfg.ks)}")
         monitor = cfg.train.monitor
         main = monitor if parse_metric(monitor.rpartition("/")[2])[1] in ecfg.ks else f"NDCG@{ecfg.ks[0]}"
         result = evaluate_run(method, prepared, ecfg, which=which, device=device, main_metric=main)
@@ -69,16 +75,19 @@ def register(app: typer.Typer) -> None:
 
         def load(p: Path):
             if (p / "summary.json").exists():
-                return "seeds", read_json(p / "summary.json")
+                return "seeds", read_json(p / "summary.json", expect=dict)
             if (p / "results.json").exists():
-                return "single", read_json(p / "results.json")
-            fail(f"{p}: neither summary.json nor results.json found")
+                return "single", read_json(p / "results.json", expect=dict)
+            fail(f"{p}: neither summary.json nor results.json found (not a finished run directory)")
 
         kind_a, a = load(run_a)
         kind_b, b = load(run_b)
         if kind_a != kind_b:
             fail("compare two multi-seed runs or two single runs, not one of each")
         if kind_a == "seeds":
+            missing = [m for m in ("HR@10", "NDCG@10") if m not in a["aggregate"] or m not in b["aggregate"]]
+            if missing:
+                fail(f"{run_a} / {run_b}: summaries without {missing}")
             if a["seeds"] != b["seeds"]:
                 console.print(f"[yellow]warning:[/] seeds differ ({a['seeds']} vs {b['seeds']}); pairing by order")
             print_comparison(
@@ -90,7 +99,17 @@ def register(app: typer.Typer) -> None:
                 console=console,
             )
             return
+        if a.get("dataset") != b.get("dataset"):
+            fail(
+                f"{run_a} and {run_b} were evaluated on different datasets ({a.get('dataset')!r} vs "
+                f"{b.get('dataset')!r}); a paired test needs the same users"
+            )
         ra, rb = EvalResult.from_dict(a["test"]), EvalResult.from_dict(b["test"])
+        for run, r in ((run_a, ra), (run_b, rb)):
+            if metric not in r.overall:
+                fail(f"--metric {metric}: {run} reports {sorted(r.overall)}")
+        if not np.array_equal(ra.users, rb.users) or not np.array_equal(ra.targets, rb.targets):
+            fail(f"{run_a} and {run_b} have different test users or targets; a paired test needs the same ones")
         test = per_user_paired_test(rb, ra, metric)
         console.print(
             f"{run_b} vs {run_a}, {metric} over {test.n} users: {rb.overall[metric]:.4f} vs "

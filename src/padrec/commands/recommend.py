@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -59,14 +60,17 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
         run_dir: Path = typer.Argument(..., help="A finished run directory (holds serving.safetensors)."),
-        history: str = typer.Option(
-            ...,
+        history: list[str] = typer.Option(
+            [],
             "--history",
             "-H",
-            help="Items oldest first, separated by '|' or ',': "
-            "original ids, #internal ids, titles or unique title fragments.",
+            help="One history item, oldest first; repeat for each item: an original id, #internal id, "
+            "title or unique title fragment (commas and bars are part of the title).",
         ),
-        k: int = typer.Option(10, "-k", help="How many items to return."),
+        history_file: Optional[Path] = typer.Option(
+            None, "--history-file", help="A text file with one history item per line (same forms as -H)."
+        ),
+        k: int = typer.Option(10, "-k", help="How many items to return (1 .. the items that can be recommended)."),
         repeat: int = typer.Option(20, help="Time this many calls and report the median latency."),
         device: str = typer.Option("cpu", help="cpu or cuda."),
         threads: int = typer.Option(1, help="Torch CPU threads for serving."),
@@ -75,7 +79,7 @@ def register(app: typer.Typer) -> None:
         """Top-k next items for a history, with titles and latency. No language model runs:
         item vectors were precomputed when the run finished.
 
-        Example: padrec recommend runs/pad -H "B00099XNXS|B00UBJQHMU" -k 5
+        Example: padrec recommend runs/pad -H B00099XNXS -H B00UBJQHMU -k 5
         """
         setup_logging(verbose)
         import statistics
@@ -85,24 +89,32 @@ def register(app: typer.Typer) -> None:
 
         from padrec.serving import Recommender
 
+        if repeat < 0:
+            fail(f"--repeat must be >= 0, got {repeat}")
+        tokens = list(history)
+        if history_file is not None:
+            try:
+                tokens += [line.strip() for line in history_file.read_text(encoding="utf-8").splitlines()]
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"--history-file {history_file}: cannot read it ({exc})")
+        tokens = [t for t in tokens if t.strip()]
+        if not tokens:
+            fail("the history is empty: give items with -H (repeatable) or --history-file")
         t0 = time.perf_counter()
-        try:
-            rec = Recommender.load(run_dir, device=device, num_threads=threads)
-            item_ids, titles = rec.item_ids, rec.titles
-            if item_ids is None or titles is None:  # a serving file from before ids and titles were exported
-                item_ids, titles = _dataset_items(run_dir)
-        except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
-            fail(str(exc))
+        rec = Recommender.load(run_dir, device=device, num_threads=threads)
+        item_ids, titles = rec.item_ids, rec.titles
+        if item_ids is None or titles is None:  # a serving file from before ids and titles were exported
+            item_ids, titles = _dataset_items(run_dir)
         load_s = time.perf_counter() - t0
-        sep = "|" if "|" in history else ","
-        try:
-            hist = resolve_items(history.split(sep), item_ids, titles)
-        except KeyError as exc:
-            fail(str(exc.args[0]))
-        if not hist:
-            fail("--history is empty")
+        hist = resolve_items(tokens, item_ids, titles)
+        available = rec.num_items - (len(set(hist)) if rec.exclude_history else 0)
+        if not 1 <= k <= available:
+            fail(
+                f"-k must be between 1 and {available} (the {rec.num_items} catalogue items"
+                f"{' less the history' if rec.exclude_history else ''}), got {k}"
+            )
         answer = rec.recommend(hist, k)
-        times = [rec.recommend(hist, k).latency_ms for _ in range(max(0, repeat))]
+        times = [rec.recommend(hist, k).latency_ms for _ in range(repeat)]
         table = Table(title=f"history ({len(hist)} items)")
         table.add_column("#")
         table.add_column("item")

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from padrec.commands.common import console, fail, parse_ints, parse_set, setup_logging
+from padrec.commands.common import console, parse_ints, parse_set, setup_logging
 
 
 def build_config_dict(
@@ -64,7 +64,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a method, restore the best-validation model, print and save test metrics.
 
-        With no arguments: SASRec on the embedded Prime Pantry (PAD protocol).
+        With no arguments: SASRec on the embedded Prime Pantry (PAD protocol). Without --name a
+        run is named after its method and backbone (runs/sasrec, runs/gru4rec, runs/pad, ...).
 
         Examples:
           padrec train
@@ -72,8 +73,6 @@ def register(app: typer.Typer) -> None:
           padrec train -c configs/pad.yaml --phase disentangle
         """
         setup_logging(verbose)
-        from padrec.config import ConfigError
-        from padrec.data import DataError
 
         overrides: dict[str, Any] = {
             "method": method,
@@ -95,16 +94,15 @@ def register(app: typer.Typer) -> None:
         }
         if phase:
             overrides["phases"] = list(phase)
-        try:
-            raw = build_config_dict(config, overrides, set_)
-            if data:
-                from padrec.config import to_dict
-                from padrec.data.loading import resolve_dataset
+        raw = build_config_dict(config, overrides, set_)
+        if (method or backbone) and not name:  # the config file's name would mislabel the run
+            raw["name"] = ""
+        if data:
+            from padrec.config import to_dict
+            from padrec.data.loading import resolve_dataset
 
-                raw["data"] = {**raw.get("data", {}), **to_dict(resolve_dataset(data))}
-            run_training(raw, parse_ints(seeds, "--seeds"))
-        except (DataError, ConfigError, FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
-            fail(str(exc))
+            raw["data"] = {**raw.get("data", {}), **to_dict(resolve_dataset(data))}
+        run_training(raw, parse_ints(seeds, "--seeds"))
 
 
 def run_training(raw: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:

@@ -48,7 +48,9 @@ class ExperimentConfig:
     """Everything one run needs. Unknown keys anywhere are an error.
 
     Attributes:
-        name: run name (used for the default output directory).
+        name: run name (used for the default output directory); empty = named after the method
+            and backbone (``sasrec``, ``gru4rec``, ``text_sasrec`` for MoRec, ``pad``,
+            ``pad_caser``, ...).
         output_dir: where the run directory goes (default ``runs/<name>``).
         data, split, stats, train, eval: see their classes.
         method: registered method name (``sequential``, ``pad``, ...).
@@ -60,7 +62,7 @@ class ExperimentConfig:
             are not run, and the model is evaluated as the last phase run left it).
     """
 
-    name: str = "sasrec"
+    name: str = ""
     output_dir: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -106,6 +108,8 @@ def load_experiment_config(data: dict[str, Any], saved: bool = False) -> Experim
         raise ConfigError(f"method: {exc.args[0]}") from None
     method_cfg = from_dict(cls.config_class, cfg.method_config, where="method_config")
     cfg.method_config = to_dict(method_cfg)
+    if not cfg.name:
+        cfg.name = default_run_name(cfg.method, cfg.method_config)
     _check_monitor(cfg)
     _resolve_train_examples(cfg, cls.causal(method_cfg))
     if cls.needs_text(method_cfg):
@@ -115,6 +119,19 @@ def load_experiment_config(data: dict[str, Any], saved: bool = False) -> Experim
     for phase, overrides in cfg.phase_train.items():
         phase_config(cfg.train, overrides, where=f"phase_train.{phase}")
     return cfg
+
+
+def default_run_name(method: str, method_config: dict[str, Any]) -> str:
+    """A run name from the method and its backbone: the backbone alone for the plain ID
+    model (``gru4rec``), ``<items>_<backbone>`` for other item representations of it, the
+    method for PAD on its default SASRec (``pad``), ``<method>_<backbone>`` otherwise."""
+    backbone = method_config.get("backbone")
+    if method == "sequential":
+        items = method_config.get("items", "id")
+        return backbone if items == "id" else f"{items}_{backbone}"
+    if backbone is None or backbone == "sasrec":
+        return method
+    return f"{method}_{backbone}"
 
 
 def _check_monitor(cfg: ExperimentConfig) -> None:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from padrec.config import fingerprint_fields, to_dict
 from padrec.evaluation import evaluate
@@ -28,6 +29,7 @@ from padrec.experiment.prepare import Prepared, build_method, prepare
 from padrec.fingerprint import fingerprint
 from padrec.io import read_json, write_json
 from padrec.methods import Method, Phase
+from padrec.rundir import claim, mark_complete
 from padrec.serving.export import export_serving
 from padrec.training.checkpoint import save_weights
 from padrec.training.config import TrainConfig, phase_config
@@ -75,8 +77,13 @@ def run_experiment(
     method = build_method(cfg, prepared)
     check_phase_names(cfg, method)
     if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", to_dict(cfg))
+        changes = claim(run_dir, to_dict(cfg))
+        if changes:
+            shown = "; ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
+            tqdm.write(
+                f"note: {run_dir} held a run with other settings ({shown}); phases whose inputs "
+                "changed train again, the others are reused"
+            )
 
     split = prepared.split
     data_fp = fingerprint(
@@ -184,6 +191,7 @@ def _finish(
         "peak_rss_mb": peak_rss_mb(),
     }
     write_json(run_dir / "results.json", results)
+    mark_complete(run_dir)
     return results
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from padrec.evaluation import EvalConfig, EvalResult, evaluate
 from padrec.experiment.config import ExperimentConfig, load_experiment_config
 from padrec.experiment.prepare import Prepared, build_method, prepare
-from padrec.io import read_json
+from padrec.io import FileFormatError, read_json
 from padrec.methods import Method, saved_phase
+from padrec.rundir import check_complete
 from padrec.training.checkpoint import load_weights
 from padrec.training.trainer import make_score_fn, resolve_device
 
@@ -20,12 +21,20 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Method, Experime
     meta_path = run_dir / "model.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{run_dir}: no model.json (is this a finished padrec run directory?)")
+    check_complete(run_dir)
     meta = read_json(meta_path, expect=dict)
     cfg = load_experiment_config(meta["experiment"], saved=True)
     prepared = prepare(cfg)
     method = build_method(cfg, prepared).to(resolve_device(device))
     method.set_phase(saved_phase(method, meta.get("phase")))
-    load_weights(method, run_dir / "model.safetensors")
+    try:
+        load_weights(method, run_dir / "model.safetensors")
+    except FileFormatError as exc:
+        if "does not match" not in exc.problem:
+            raise
+        raise FileFormatError(
+            exc.path, f"{exc.problem}; the weights do not fit the model model.json describes (was model.json edited?)"
+        ) from None
     method.eval()
     return method, cfg, prepared
 

@@ -21,6 +21,7 @@ from padrec.data.stats import ItemStats
 from padrec.devices import resolve_device
 from padrec.io import read_json
 from padrec.methods import METHODS, Method, MethodContext, saved_phase
+from padrec.rundir import check_complete
 from padrec.training.checkpoint import load_weights
 
 
@@ -66,6 +67,7 @@ class Recommender:
     def load(cls, run_dir: str | Path, device: str = "cpu", num_threads: int = 0) -> Recommender:
         """Load ``run_dir/serving.safetensors`` (written at the end of training)."""
         run_dir = Path(run_dir)
+        check_complete(run_dir)
         path = run_dir / "serving.safetensors"
         if not path.exists():
             raise FileNotFoundError(f"{run_dir}: no serving.safetensors (train the run with this padrec version)")

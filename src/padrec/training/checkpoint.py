@@ -56,7 +56,7 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
             for k, v in tensors.items():
                 state[k].copy_(v)
         return
-    _read_safetensors(path, "cpu", check_only=True)
+    _check_finite(path, _read_safetensors(path, "cpu"))
     try:
         missing, unexpected = load_model(module, str(path), strict=False, device=str(device))
     except RuntimeError as exc:  # shapes differ from the model's
@@ -66,6 +66,14 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
         raise RuntimeError(
             f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
+
+
+def _check_finite(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A model whose weights hold NaN or inf scores nothing meaningful: refuse it."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FileFormatError(path, f"{len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}); "
+                              "the model cannot be used")
 
 
 def _read_safetensors(path: str | Path, device: Any, check_only: bool = False) -> dict[str, torch.Tensor]:

@@ -178,6 +178,8 @@ class Trainer:
         self.phase_keys = {n for n, p in method.named_parameters() if id(p) in ids}
         if state is not None and state.get("finished"):
             load_weights(method, phase_dir / "best.safetensors", partial=True)
+            if world.is_main:
+                tqdm.write(f"[{phase}] finished earlier with the same inputs: reused ({phase_dir})")
             return PhaseResult(
                 phase,
                 state["best_epoch"] + 1,
@@ -214,7 +216,8 @@ class Trainer:
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
             prog = _Progress.from_state(state)
-            log.info("resuming phase '%s' at epoch %d", phase, prog.epoch + 2)
+            if world.is_main:
+                tqdm.write(f"[{phase}] resuming at epoch {prog.epoch + 2} from {last}")
 
         settings = BatchSettings(cfg.batch_size, cfg.grad_accumulation, world.rank, world.world_size)
         make_batches = method.current_phase.batches or WindowBatches.from_split
@@ -338,7 +341,13 @@ class Trainer:
                         loss = loss / len(micro)
                     loss.backward()
                 for k, v in parts.items():
-                    totals[k] = totals.get(k, 0.0) + float(v.detach()) / len(micro)
+                    value = float(v.detach())
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"phase '{phase}': loss '{k}' became {value} at epoch {epoch + 1}, step {b + 1} "
+                            "(try a lower train.lr, or train.grad_clip)"
+                        )
+                    totals[k] = totals.get(k, 0.0) + value / len(micro)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
