@@ -20,7 +20,7 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``message`` as an error and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -48,7 +48,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/] (finished phases and epochs are kept; run again to resume)")
+            err_console.print(
+                "[bold red]interrupted[/] (finished phases and epochs are kept; run again to resume)", soft_wrap=True
+            )
             raise typer.Exit(130) from None
         except USER_ERRORS as exc:
             if os.environ.get("PADREC_DEBUG"):
@@ -61,6 +63,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 f"[bold red]internal error:[/] {type(exc).__name__}: {error_message(exc)} "
                 "(a padrec bug; PADREC_DEBUG=1 shows the traceback)",
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(1) from None
 
