@@ -107,9 +107,14 @@ def parse_set(pairs: list[str]) -> list[tuple[str, Any]]:
 
 
 def parse_ints(text: str | None, what: str) -> list[int]:
-    if not text:
+    """``"1,2,3"`` -> [1, 2, 3]; None -> []; an empty, malformed or repeating list is an error."""
+    if text is None:
         return []
     try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
+        values = [int(x) for x in text.replace(" ", "").split(",")]
     except ValueError:
         fail(f"{what}: expected comma-separated integers, got '{text}'")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        fail(f"{what}: {repeated} given more than once in '{text}'")
+    return values

@@ -29,13 +29,17 @@ def register(app: typer.Typer) -> None:
         Example: padrec data prime_pantry --buckets 10
         """
         setup_logging(verbose)
-        from padrec.config import from_dict
+        from padrec.config import ConfigError, from_dict
         from padrec.data import SplitConfig, compute_item_stats, make_split
         from padrec.data.loading import load_dataset, resolve_dataset
         from padrec.data.summary import dataset_summary, print_summary
         from padrec.io import write_json
 
-        split_cfg = from_dict(SplitConfig, {"protocol": protocol, "max_len": max_len}, where="--protocol/--max-len")
+        try:
+            split_cfg = from_dict(SplitConfig, {"protocol": protocol, "max_len": max_len}, where="split")
+        except ConfigError as exc:
+            flag = "--protocol" if "protocol" in str(exc) else "--max-len"
+            fail(f"{flag}: {str(exc).split('split.', 1)[-1]}")
         if not 1 <= buckets <= 1000:
             fail(f"--buckets must be between 1 and 1000, got {buckets}")
         cfg = resolve_dataset(dataset)

@@ -56,13 +56,19 @@ def ranking_losses(
     return {"rec": bce_loss(pos, neg_logits, batch.targets > 0)}
 
 
+# Bounds that keep one setting from asking for more memory than any machine has (the item
+# table is (N+1) × d; sampled logits are B × L × negatives × d).
+MAX_HIDDEN_SIZE = 16384
+MAX_NEGATIVES = 4096
+
+
 def check_common_fields(cfg: Any) -> None:
     """Checks shared by configs with ``backbone``, ``backbone_config``, ``hidden_size``,
     ``num_negatives``, ``init_std`` and ``logit_adjustment`` fields."""
-    if cfg.hidden_size < 1:
-        raise ValueError(f"hidden_size must be >= 1, got {cfg.hidden_size}")
-    if cfg.num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {cfg.num_negatives}")
+    if not 1 <= cfg.hidden_size <= MAX_HIDDEN_SIZE:
+        raise ValueError(f"hidden_size must be between 1 and {MAX_HIDDEN_SIZE}, got {cfg.hidden_size}")
+    if not 1 <= cfg.num_negatives <= MAX_NEGATIVES:
+        raise ValueError(f"num_negatives must be between 1 and {MAX_NEGATIVES}, got {cfg.num_negatives}")
     if cfg.init_std <= 0:
         raise ValueError(f"init_std must be > 0, got {cfg.init_std}")
     check_logit_adjustment(cfg.logit_adjustment)

@@ -27,10 +27,10 @@ class BackboneConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if not 1 <= self.hidden_size <= 16384:
+            raise ValueError(f"hidden_size must be between 1 and 16384, got {self.hidden_size}")
+        if not 1 <= self.max_len <= 100_000:
+            raise ValueError(f"max_len must be between 1 and 100000, got {self.max_len}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
