@@ -92,7 +92,9 @@ def test_train_evaluate_compare_recommend(user_data):
     invoke("evaluate", d / "runs/pad/seed_1", "-o", d / "eval_same.json")
     again = json.loads((d / "eval_same.json").read_text())["overall"]
     assert again == pytest.approx(res["test"]["overall"], abs=1e-9)
-    out = invoke("recommend", d / "runs/pad/seed_1", "-H", "i1", "-H", "item 2 title", "-H", "#3", "-k", "5", "--repeat", "3")
+    out = invoke(
+        "recommend", d / "runs/pad/seed_1", "-H", "i1", "-H", "item 2 title", "-H", "#3", "-k", "5", "--repeat", "3"
+    )
     assert "latency" in out and "top-5" in out
 
 

@@ -53,6 +53,8 @@ def test_legacy_run_recommends_as_the_trained_model_scores(legacy, name):
     scores[0] = float("-inf")
     scores[history] = float("-inf")
     assert rec.recommend(history, k=5).items == torch.topk(scores, 5).indices.tolist()
-    result = CliRunner().invoke(app, ["recommend", str(legacy / name), "-H", "i1", "-H", "i2", "-k", "3", "--repeat", "1"])
+    result = CliRunner().invoke(
+        app, ["recommend", str(legacy / name), "-H", "i1", "-H", "i2", "-k", "3", "--repeat", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "top-3" in result.output

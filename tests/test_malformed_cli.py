@@ -84,7 +84,12 @@ def copy_run(trained, tmp_path, name="run") -> Path:
 # --- configs and flags of `padrec train` (nothing may be written) --------------------------
 TRAIN_CASES = [
     (["--batch-size", "0"], ["train.batch_size must be >= 1"]),
-    (["--hidden-size", "0"], ["hidden_size must be >= 1"]),
+    (["--hidden-size", "0"], ["method_config.hidden_size must be between 1 and 16384"]),
+    (["--hidden-size", "100000000"], ["method_config.hidden_size must be between 1 and 16384", "100000000"]),
+    (["--loss", "bce", "--set", "method_config.num_negatives=100000000"], ["num_negatives must be between 1 and"]),
+    (["--seeds", "1,1"], ["--seeds", "given more than once"]),
+    (["--max-len", "1000000000"], ["split.max_len = 1000000000 would need", "longest sequence"]),
+    (["--seeds", ""], ["--seeds", "expected comma-separated integers"]),
     (["--patience", "-1"], ["train.patience must be >= 1"]),
     (["--epochs", "0"], ["train.epochs must be >= 1"]),
     (["--lr", "-1"], ["train.lr must be > 0"]),

@@ -85,7 +85,7 @@ def test_buckets_edge_cases() -> None:
 
 def test_head_is_floor_of_fraction_of_occurring_items() -> None:
     ds = toy([[1, 2, 3, 1, 4], [1, 2, 5, 6, 7]], n_items=9)  # items 8 and 9 never occur
-    st = compute_item_stats(ds, head_fraction=0.3, head_basis="full")
+    st = compute_item_stats(ds, num_buckets=4, head_fraction=0.3, head_basis="full")  # 4 items train
     assert int(st.is_head.sum()) == int(0.3 * 7) == 2
     assert st.is_head[[1, 2]].all()
 

@@ -73,3 +73,44 @@ class HashEncoder(TextEncoder):
     def reset(cls) -> None:
         cls.loads = 0
         cls.encoded_texts = []
+
+
+@dataclass
+class BatchEncoderConfig:
+    """Options of the batch-sensitive fake encoder."""
+
+    dim: int = 4
+    normalize: bool = False
+
+
+@ENCODERS.register("test-batch")
+class BatchSensitiveEncoder(TextEncoder):
+    """Vectors that depend on the whole batch (as padding does in a real model, in the last bits).
+
+    A resumed encoding only reproduces an uninterrupted one when it cuts the same batches.
+    ``interrupt_after`` (class-wide): raise KeyboardInterrupt, as Ctrl-C would, instead of
+    encoding the batch that would take the total past that many texts.
+    """
+
+    config_class = BatchEncoderConfig
+    interrupt_after: ClassVar[int | None] = None
+    encoded_texts: ClassVar[list[str]] = []
+    batches: ClassVar[list[list[str]]] = []
+
+    def identity(self) -> dict[str, Any]:
+        return {"encoder": "test-batch", "dim": self.config.dim, "normalize": self.config.normalize}
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        cls = BatchSensitiveEncoder
+        if cls.interrupt_after is not None and len(cls.encoded_texts) + len(texts) > cls.interrupt_after:
+            raise KeyboardInterrupt
+        cls.encoded_texts.extend(texts)
+        cls.batches.append(list(texts))
+        base = np.stack([hash_vector(t, self.config.dim) for t in texts])
+        return base + np.float32(1e-3) * base.mean(axis=0, keepdims=True)
+
+    @classmethod
+    def reset(cls, interrupt_after: int | None = None) -> None:
+        cls.interrupt_after = interrupt_after
+        cls.encoded_texts = []
+        cls.batches = []

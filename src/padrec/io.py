@@ -44,6 +44,13 @@ class FileFormatError(ValueError):
         self.problem = problem
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _reserve_temporary(path: Path) -> Path:
     """Create an empty, exclusive temporary file next to ``path`` and return its path."""
     for _ in range(100):
@@ -74,6 +81,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _reserve_temporary(path)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # writers such as safetensors create 0600 files
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

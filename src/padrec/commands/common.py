@@ -33,7 +33,14 @@ def error_message(exc: BaseException) -> str:
 
 
 # Errors that describe a bad input (config, flag, file, run directory): printed as one line.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, RuntimeError, RecursionError, ArithmeticError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    KeyError,
+    OSError,
+    RuntimeError,
+    RecursionError,
+    ArithmeticError,
+)
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:

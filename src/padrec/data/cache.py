@@ -10,9 +10,10 @@ Layout of one cache entry (``<cache_dir>/datasets/<name>-<key>/``)::
                     then the item table's text columns (string)
 
 The fingerprint is the SHA-256 of every input file's bytes plus the JSON of the reading and
-preprocessing options; an entry is reused only when it matches. A changed input or a corrupt
-or inconsistent entry is rebuilt with a logged warning. Entries are written to a temporary
-directory and renamed into place, so readers never see half-written output.
+preprocessing options and the version of the reading rules (:data:`READING_RULES`); an entry
+is reused only when it matches. A changed input or a corrupt or inconsistent entry is rebuilt
+with a logged warning. Entries are written to a temporary directory and renamed into place, so
+readers never see half-written output.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from padrec.io import read_json, write_json
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
+# Version of the readers' rules, fingerprinted with the options of every entry: raised whenever
+# the same files and options give a different dataset, so older entries are rebuilt. 2: titles
+# have HTML character references decoded.
+READING_RULES = 2
 _FILES = ("meta.json", "sequences.npz", "users.parquet", "items.parquet")
 
 
@@ -140,7 +145,7 @@ def load_entry(directory: str | Path, fp: str | None = None) -> SequenceDataset:
             f"format version {meta.get('format_version') if isinstance(meta, dict) else '?'} != {CACHE_FORMAT_VERSION}"
         )
     if fp is not None and meta.get("fingerprint") != fp:
-        raise CacheInvalid("the input files or options changed since the cache was written")
+        raise CacheInvalid("the input files, the options or padrec's reading rules changed since the cache was written")
     try:
         with np.load(directory / "sequences.npz", allow_pickle=False) as z:
             flat, offsets = z["items"], z["offsets"]
@@ -190,7 +195,9 @@ def cached_build(
     directory, full disk) only logs a warning: the built dataset is still returned.
     """
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    fp, inputs = fingerprint(files, options)
+    # The readers' rules version joins the fingerprinted options (not the entry's location), so an
+    # entry written under older rules is found, reported and rebuilt in place.
+    fp, inputs = fingerprint(files, {**options, "reading_rules": READING_RULES})
     where = entry_dir(root, name, files, options)
     try:
         ds = load_entry(where, fp)

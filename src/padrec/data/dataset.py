@@ -56,7 +56,11 @@ class SequenceDataset:
         return {str(k): i for i, k in enumerate(self.item_ids) if i > 0}
 
     def titles(self) -> list[str]:
-        """Item titles by internal id (``""`` for padding / missing); empty strings if no title column."""
+        """Item titles by internal id for display (``""`` for padding / missing; empty strings if
+        no title column), with HTML character references decoded (``&amp;`` -> ``&``). The item
+        table keeps the published text, which text encoders read."""
         if "title" in self.item_table.columns:
-            return [str(t) for t in self.item_table["title"].tolist()]
+            from padrec.data.values import unescape_entities
+
+            return [unescape_entities(str(t)) for t in self.item_table["title"].tolist()]
         return [""] * (self.num_items + 1)

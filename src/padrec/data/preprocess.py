@@ -28,6 +28,7 @@ import pandas as pd
 
 from padrec.data.dataset import PAD_TOKEN, SequenceDataset
 from padrec.data.errors import DataError
+from padrec.data.values import natural_order, numeric_column, row_label
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,6 @@ def split_by_lengths(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return [flat[s:e] for s, e in zip(starts, ends)]
 
 
-def row_label(index: int, file_kind: str) -> str:
-    """Human position of data row ``index`` (0-based): a CSV line (header = line 1) or a row."""
-    return f"line {index + 2}" if file_kind == "csv" else f"row {index + 1}"
-
-
 def check_columns(df: pd.DataFrame, required: Sequence[str], where: str, what: str = "table") -> None:
     """Raise :class:`DataError` naming the missing columns of ``df`` (read from ``where``).
 
@@ -130,54 +126,6 @@ def id_strings(values: pd.Series, where: str, field: str, file_kind: str) -> np.
         if np.all(np.mod(arr, 1) == 0):
             s = s.astype(np.int64)
     return s.astype(str).to_numpy(dtype=object)
-
-
-def _numeric(values: pd.Series, where: str, field: str, file_kind: str, allow_dates: bool) -> np.ndarray:
-    """Column as numbers (dates -> int64 nanoseconds since the epoch); errors name the row.
-
-    A text column is read as numbers when every value is one; otherwise, when ``allow_dates``
-    and no value is a number, as ISO-8601 dates.
-    """
-    if pd.api.types.is_bool_dtype(values.dtype):
-        raise DataError(f"{where}: field '{field}': expected numbers, got true/false values")
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        bad = values.isna().to_numpy()
-        out = None
-    elif pd.api.types.is_numeric_dtype(values.dtype):
-        bad = values.isna().to_numpy()
-        out = values.to_numpy()
-    else:
-        num = pd.to_numeric(values, errors="coerce")
-        bad = num.isna().to_numpy()
-        out = num.to_numpy()
-        if bad.all() and allow_dates:
-            values = pd.to_datetime(values, errors="coerce", format="ISO8601")
-            bad = values.isna().to_numpy()
-            out = None
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        kind = "a number or an ISO-8601 date" if allow_dates else "a number"
-        raise DataError(
-            f"{where}: {row_label(i, file_kind)}, field '{field}': expected {kind}, got {_shown(values, i)!r}"
-        )
-    if out is None:
-        return pd.DatetimeIndex(values).as_unit("ns").asi8
-    return out
-
-
-def _shown(values: pd.Series, i: int) -> object:
-    """Value ``i`` of ``values`` for an error message (``None`` when missing)."""
-    v = values.iloc[i]
-    return None if v is pd.NaT or (isinstance(v, float) and np.isnan(v)) else v
-
-
-def _natural_order(ids: np.ndarray) -> np.ndarray:
-    """Sort key order of string ids: numeric when all are integers, else lexicographic."""
-    try:
-        keys = np.array([int(x) for x in ids], dtype=np.int64)
-    except ValueError:
-        keys = np.asarray(ids, dtype=str)
-    return np.argsort(keys, kind="stable")
 
 
 def _empty_check(n: int, step: str, where: str) -> None:
@@ -232,7 +180,7 @@ def build_sequence_dataset(
     users = id_strings(interactions[user_col], where, user_col, file_kind)
     item_raw = id_strings(interactions[item_col], where, item_col, file_kind)
     n_rows = len(users)
-    times = _numeric(interactions[time_col], where, time_col, file_kind, allow_dates=True) if time_col else None
+    times = numeric_column(interactions[time_col], where, time_col, file_kind, allow_dates=True) if time_col else None
     keep = np.ones(n_rows, dtype=bool)
 
     table_ids, table_text = None, None
@@ -256,7 +204,7 @@ def build_sequence_dataset(
         raise DataError(f"{where}: preprocess.item_order='item_table' needs an item table")
 
     if cfg.rating_threshold is not None:
-        ratings = _numeric(interactions[rating_col], where, rating_col, file_kind, allow_dates=False)
+        ratings = numeric_column(interactions[rating_col], where, rating_col, file_kind, allow_dates=False)
         keep &= ratings >= cfg.rating_threshold
         _empty_check(int(keep.sum()), f"the rating filter (rating >= {cfg.rating_threshold:g})", where)
 
@@ -264,7 +212,7 @@ def build_sequence_dataset(
     ucode, user_uniques = pd.factorize(users[idx], sort=False)
     if cfg.user_order == "sorted":
         rank = np.empty(len(user_uniques), dtype=np.int64)
-        rank[_natural_order(np.asarray(user_uniques, dtype=object))] = np.arange(len(user_uniques))
+        rank[natural_order(np.asarray(user_uniques, dtype=object))] = np.arange(len(user_uniques))
         ucode = rank[ucode]
     order = np.lexsort((times[idx], ucode)) if times is not None else np.argsort(ucode, kind="stable")
     idx, ucode = idx[order], ucode[order]
@@ -321,7 +269,7 @@ def _item_table(
             f"{where}: field '{id_col}': duplicate item id {ids[first]!r} at "
             f"{', '.join(row_label(int(r), file_kind) for r in rows[:5])}; item ids must be unique"
         )
-    text = pd.DataFrame({str(c): text_column(items[c]) for c in cols})
+    text = pd.DataFrame({str(c): item_text_column(items[c], c) for c in cols})
     return ids, text
 
 
@@ -329,6 +277,13 @@ def text_column(values: pd.Series) -> np.ndarray:
     """A column as an object array of ``str`` with ``""`` for missing values."""
     out = values.astype(object).where(values.notna(), "")
     return out.map(str).to_numpy(dtype=object)
+
+
+def item_text_column(values: pd.Series, column: object) -> np.ndarray:
+    """An item-table text column (:func:`text_column`), kept as published: HTML character
+    references (``&amp;``) stay in the item table, which is what text encoders read (as the
+    PAD release encodes them); :meth:`SequenceDataset.titles` decodes them for display."""
+    return text_column(values)
 
 
 def _k_core(
@@ -366,7 +321,7 @@ def _number_items(
         extra = uniques[pd.Index(table_ids).get_indexer(uniques) < 0]
         ordered = np.concatenate([table_ids, extra]).astype(object)
     elif cfg.item_order == "sorted":
-        ordered = uniques[_natural_order(uniques)]
+        ordered = uniques[natural_order(uniques)]
     else:
         ordered = uniques
     lookup = pd.Index(ordered).get_indexer(uniques).astype(np.int64) + 1

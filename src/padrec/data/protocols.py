@@ -147,12 +147,31 @@ def _eval_set(users: list[int], hists: list[np.ndarray], targets: list[int], max
     return EvalSet(np.asarray(users, np.int64), histories, np.asarray(targets, np.int64), indptr, seen)
 
 
+# Training windows above this size are refused before they are allocated (one bad max_len
+# would otherwise ask for hundreds of GB).
+MAX_WINDOW_BYTES = 8 << 30
+
+
+def _check_window_memory(dataset: SequenceDataset, cfg: SplitConfig) -> None:
+    """Refuse a window so long that the training arrays alone would not fit in memory."""
+    lengths = [len(s) for s in dataset.sequences]
+    rows = sum(max(0, n - 3) for n in lengths) if cfg.train_examples == "prefixes" else len(lengths)
+    need = 3 * rows * cfg.max_len * 8  # inputs and targets of training, histories of evaluation
+    if need > MAX_WINDOW_BYTES:
+        raise DataError(
+            f"split.max_len = {cfg.max_len} would need {need / 2**30:.0f} GiB of training windows "
+            f"({rows:,} examples × {cfg.max_len}); the longest sequence of '{dataset.name}' has "
+            f"{max(lengths, default=0)} items, so a window above that only adds padding"
+        )
+
+
 def make_split(dataset: SequenceDataset, config: SplitConfig | None = None) -> Split:
     """Split ``dataset`` under ``config`` (see the module docstring for the protocols)."""
     cfg = (config or SplitConfig()).resolved()
     L = cfg.max_len
     if L < 1:
         raise DataError(f"split.max_len must be >= 1, got {L}")
+    _check_window_memory(dataset, cfg)
     tr_in, tr_tg, tr_u = [], [], []
     ev = {"valid": ([], [], []), "test": ([], [], [])}
     for u, seq in enumerate(dataset.sequences):

@@ -19,9 +19,9 @@ from padrec.data.preprocess import (
     build_sequence_dataset,
     check_columns,
     id_strings,
+    item_text_column,
     row_label,
     split_by_lengths,
-    text_column,
 )
 from padrec.data.tables import map_item_ids, reading_errors, require_file, unique_item_ids
 
@@ -136,7 +136,9 @@ def read_recbole_atomic(
             f"the item file {item_p.name}",
         )
         text_cols = [c for c in items.columns if c != "item_id"]
-        item_table = pd.DataFrame({c: np.concatenate([[""], text_column(items[c])]).astype(object) for c in text_cols})
+        item_table = pd.DataFrame(
+            {c: np.concatenate([[""], item_text_column(items[c], c)]).astype(object) for c in text_cols}
+        )
         originals = table_ids
     else:
         codes, uniques = pd.factorize(flat, sort=False)

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from padrec.data.dataset import SequenceDataset
+from padrec.data.errors import DataError
 
 GROUP_NAMES = ("warm", "median", "cold")
 
@@ -74,8 +75,10 @@ def frequency_buckets(freq: np.ndarray, num_buckets: int) -> np.ndarray:
     positions (Prime Pantry: ``[0, 35, 100, 205, 361, 585, 898, 1357, 2074, 3348, 8348]`` in
     ``data_utils/dataset.py``); this rule reproduces them from ``Prime_Pantry_fre.csv``.
     Items never seen in training go to bucket B. Returns an int64 array of N+1 entries, 0 for
-    padding.
+    padding. With fewer items than B, fewer buckets are filled (:func:`compute_item_stats`
+    refuses such a B); ``num_buckets < 1`` is a :class:`DataError`.
     """
+    _check_num_buckets(num_buckets)
     n = len(freq) - 1
     bucket = np.zeros(n + 1, dtype=np.int64)
     f = np.asarray(freq[1:], dtype=np.int64)
@@ -112,6 +115,9 @@ def compute_item_stats(
 ) -> ItemStats:
     """Compute :class:`ItemStats` for ``dataset``.
 
+    Raises :class:`DataError` when ``num_buckets`` is below 1 or above the number of items
+    with training interactions, or ``head_fraction`` is not strictly between 0 and 1.
+
     Args:
         num_buckets: B, the number of equal-mass frequency buckets.
         head_fraction: share of items counted as head: the ``floor(head_fraction * M)`` most
@@ -127,6 +133,16 @@ def compute_item_stats(
             ``BuildTrainDataset2``); padrec's documented choice is (3, 7), i.e. about 30% / 40%
             / 30% of the training interactions.
     """
+    _check_num_buckets(num_buckets, f"dataset {dataset.name!r}: ")
+    if isinstance(head_fraction, bool) or not isinstance(head_fraction, (int, float)) or not 0 < head_fraction < 1:
+        raise DataError(
+            f"dataset {dataset.name!r}: head_fraction (stats.head_fraction) = {head_fraction!r}: expected a "
+            "number strictly between 0 and 1, the share of the most popular items counted as head (e.g. 0.2)"
+        )
+    if head_basis not in ("train", "full"):
+        raise DataError(
+            f"dataset {dataset.name!r}: head_basis (stats.head_basis) = {head_basis!r}: expected 'train' or 'full'"
+        )
     n = dataset.num_items
     train_freq = np.zeros(n + 1, dtype=np.int64)
     full_freq = np.zeros(n + 1, dtype=np.int64)
@@ -137,6 +153,13 @@ def compute_item_stats(
             np.add.at(train_freq, part, 1)
     train_freq[0] = 0
     full_freq[0] = 0
+    trained = int((train_freq[1:] > 0).sum())
+    if num_buckets > trained:
+        raise DataError(
+            f"dataset {dataset.name!r}: num_buckets (stats.num_buckets, --buckets) = {num_buckets} is more than "
+            f"the {trained:,} items with training interactions; expected a whole number from 1 to {trained} "
+            "(each bucket needs at least one item)"
+        )
     bucket = frequency_buckets(train_freq, num_buckets)
     bounds = []
     for b in range(1, num_buckets + 1):
@@ -154,3 +177,12 @@ def compute_item_stats(
     is_head = np.zeros(n + 1, dtype=bool)
     is_head[order[:n_head] + 1] = True
     return ItemStats(train_freq, full_freq, bucket, num_buckets, bounds, group, is_head)
+
+
+def _check_num_buckets(num_buckets: object, where: str = "") -> None:
+    """:class:`DataError` unless ``num_buckets`` is a whole number >= 1 (``where`` starts the message)."""
+    if isinstance(num_buckets, bool) or not isinstance(num_buckets, (int, np.integer)) or num_buckets < 1:
+        raise DataError(
+            f"{where}num_buckets (stats.num_buckets, --buckets) = {num_buckets!r}: expected a whole number >= 1 "
+            "(the number of equal-mass frequency buckets, e.g. 10)"
+        )

@@ -12,13 +12,21 @@ Because rows are found by text hash, a changed catalogue only encodes texts not 
 A file that cannot be read, whose metadata disagrees with its tensor or with the requested
 encoder/template, whose checksum does not match, or that holds NaN/inf is reported with a
 warning and rebuilt, never used.
+
+While texts are being encoded, finished chunks are saved as *part files* in the same format
+next to the cache file, in ``<encoder>-<key>.parts/part-<time>-<random>.safetensors`` (each
+written atomically by :func:`write_part`). :func:`read_cache` merges the cache file and its
+parts, so a run killed half-way keeps what it had encoded; :func:`consolidate` folds them into
+the cache file at the end and removes them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import secrets
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,11 +72,13 @@ class CacheEntry:
         hashes: M text hashes (unique).
         matrix: M x D float32.
         created: ISO time the file was first written ("" for a new entry).
+        parts: the part files merged into this entry (see :func:`read_cache`).
     """
 
     hashes: list[str]
     matrix: np.ndarray
     created: str = ""
+    parts: list[Path] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -79,21 +89,57 @@ class CacheEntry:
         return {h: r for r, h in enumerate(self.hashes)}
 
 
-def read_cache(path: Path, identity: dict[str, Any], template_key: str) -> CacheEntry | None:
-    """Load and verify a cache file; ``None`` when absent, or when unusable (after a warning).
+def parts_dir(path: Path) -> Path:
+    """The folder of the part files of cache file ``path`` (``<stem>.parts`` next to it)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.parts")
 
-    Checked: readable safetensors, metadata present and valid JSON, format version, encoder
-    identity and template equal to the requested ones, tensor shape = (count, dimension),
-    float32, unique hashes, matrix checksum, finite values.
+
+def read_cache(path: Path, identity: dict[str, Any], template_key: str) -> CacheEntry | None:
+    """Load and verify a cache file and its part files; ``None`` when there is nothing usable.
+
+    Checked for each file: readable safetensors, metadata present and valid JSON, format
+    version, encoder identity and template equal to the requested ones, tensor shape =
+    (count, dimension), float32, unique hashes, matrix checksum, finite values. An unusable
+    file is reported with a warning and left out; so is a part whose width differs from the
+    cache file's (or the first part's). Rows of a text found twice come from the first file.
     """
     path = Path(path)
-    if not path.exists():
+    main: CacheEntry | None = None
+    if path.exists():
+        problem = _verify(path, identity, template_key)
+        if isinstance(problem, CacheEntry):
+            main = problem
+        else:
+            logger.warning("text cache %s: %s; ignoring it and rebuilding", path, problem)
+    pieces = [main] if main is not None else []
+    part_files = sorted(parts_dir(path).glob("part-*.safetensors")) if parts_dir(path).is_dir() else []
+    used: list[Path] = []
+    for part in part_files:
+        got = _verify(part, identity, template_key)
+        if not isinstance(got, CacheEntry):
+            logger.warning("text cache part %s: %s; ignoring it", part, got)
+        elif pieces and got.dim != pieces[0].dim:
+            logger.warning(
+                "text cache part %s: holds %d-d vectors, the cache %d-d; ignoring it", part, got.dim, pieces[0].dim
+            )
+        else:
+            pieces.append(got)
+            used.append(part)
+    if not pieces:
         return None
-    problem = _verify(path, identity, template_key)
-    if isinstance(problem, CacheEntry):
-        return problem
-    logger.warning("text cache %s: %s; ignoring it and rebuilding", path, problem)
-    return None
+    if len(pieces) == 1 and main is not None:
+        return main
+    hashes: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
+    for piece in pieces:
+        keep = [r for r, h in enumerate(piece.hashes) if h not in seen]
+        seen.update(piece.hashes)
+        hashes.extend(piece.hashes[r] for r in keep)
+        rows.append(piece.matrix[keep])
+    created = main.created if main is not None else ""
+    return CacheEntry(hashes=hashes, matrix=np.concatenate(rows), created=created, parts=used)
 
 
 def _verify(path: Path, identity: dict[str, Any], template_key: str) -> CacheEntry | str:
@@ -163,3 +209,34 @@ def write_cache(path: Path, entry: CacheEntry, identity: dict[str, Any], templat
     }
     with atomic_path(path) as tmp:
         save_file({_TENSOR: matrix}, str(tmp), metadata={_META_KEY: json.dumps(meta, separators=(",", ":"))})
+
+
+def write_part(
+    path: Path, hashes: list[str], matrix: np.ndarray, identity: dict[str, Any], template_key: str, normalize: bool
+) -> Path:
+    """Save freshly encoded rows as a new part file of cache ``path`` (atomically); returns it."""
+    part = parts_dir(path) / f"part-{time.time_ns():020d}-{secrets.token_hex(3)}.safetensors"
+    write_cache(part, CacheEntry(hashes=list(hashes), matrix=matrix), identity, template_key, normalize)
+    return part
+
+
+def consolidate(
+    path: Path, entry: CacheEntry, identity: dict[str, Any], template_key: str, normalize: bool, parts: list[Path]
+) -> None:
+    """Write ``entry`` as cache file ``path``, then delete the part files ``parts`` it holds.
+
+    The cache file is complete on disk before any part goes, so a kill in between only leaves
+    parts whose rows are also in the cache file (:func:`read_cache` skips them). Unusable part
+    files are removed too; valid ones written meanwhile by another process stay for the next run.
+    """
+    write_cache(path, entry, identity, template_key, normalize)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    folder = parts_dir(path)
+    for part in folder.glob("part-*.safetensors") if folder.is_dir() else []:
+        if not isinstance(_verify(part, identity, template_key), CacheEntry):
+            part.unlink(missing_ok=True)  # unusable (reported when read): nothing to keep
+    try:
+        folder.rmdir()  # only when empty: another process may have written parts meanwhile
+    except OSError:
+        pass

@@ -26,16 +26,11 @@ from padrec.config import ConfigError, from_dict, to_dict
 from padrec.data.cache import default_cache_dir
 from padrec.data.dataset import SequenceDataset
 from padrec.devices import resolve_device
-from padrec.text.cache import (
-    CacheEntry,
-    cache_path,
-    read_cache,
-    text_hash,
-    write_cache,
-)
+from padrec.text.cache import CacheEntry, cache_path, consolidate, read_cache, text_hash
 from padrec.text.encoders import ENCODERS, TextEncoder
 from padrec.text.errors import TextError
 from padrec.text.matrix import TextEmbeddings
+from padrec.text.resume import Checkpointer, DimensionChanged, encode_resumable
 from padrec.text.templates import render_texts
 
 logger = logging.getLogger("padrec.text")
@@ -131,6 +126,44 @@ def _check_dataset(dataset: SequenceDataset) -> None:
         raise TextError(f"dataset {dataset.name!r} has no items")
 
 
+def _checkpointer(
+    path: Path | None, identity: dict[str, Any], template_key: str, encoder: TextEncoder, entry: CacheEntry | None
+) -> Checkpointer | None:
+    if path is None:
+        return None
+    return Checkpointer(path, identity, template_key, encoder.normalize, expect_dim=entry.dim if entry else None)
+
+
+def _encode(
+    encoder: TextEncoder,
+    distinct: dict[str, str],
+    todo: list[str],
+    config: TextConfig,
+    name: str,
+    progress: bool,
+    checkpoint: Checkpointer | None,
+) -> np.ndarray:
+    """Vectors of the texts ``todo`` (hashes), saved chunk by chunk into the cache as they come."""
+    return encode_resumable(
+        encoder,
+        [distinct[h] for h in todo],
+        todo,
+        batch_size=config.batch_size,
+        progress=progress,
+        desc=f"encoding {name} ({config.encoder})",
+        checkpoint=checkpoint,
+    )
+
+
+def _discard(path: Path, entry: CacheEntry) -> None:
+    """Remove a cache file and its parts that no longer match the encoder (a warning was logged)."""
+    for f in [path, *entry.parts]:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def build_text_embeddings(
     dataset: SequenceDataset, config: TextConfig | None = None, progress: bool = True
 ) -> TextEmbeddings:
@@ -140,6 +173,11 @@ def build_text_embeddings(
     cache by content hash, encodes only the texts not found (longest first, in batches, under
     ``torch.inference_mode``, with a progress bar), stores them back, and assembles the
     matrix in internal-id order. A fully cached call never loads the model.
+
+    While encoding, finished chunks are saved in the cache as they come (every 1,024 texts or
+    30 s, and when encoding stops on an error or Ctrl-C; see :mod:`padrec.text.resume`), so an
+    interrupted call, even one killed with ``kill -9``, loses at most one chunk: the next call
+    encodes only what is missing and returns the matrix an uninterrupted call gives, bit for bit.
 
     Args:
         dataset: the processed dataset (item_table rows 0..N, row 0 padding).
@@ -223,52 +261,52 @@ def build_text_embeddings(
     known = entry.index() if entry is not None else {}
     todo = [h for h in distinct if h not in known]
     hits = len(distinct) - len(todo)
-
-    def encode(hashes: list[str]) -> tuple[np.ndarray, float, float]:
-        """(vectors of the texts ``hashes``, wall seconds, CPU seconds)."""
-        with torch_threads(config.num_threads):
-            t1, c1 = time.perf_counter(), time.process_time()
-            vecs = encoder.encode(
-                [distinct[h] for h in hashes],
-                batch_size=config.batch_size,
-                progress=progress,
-                desc=f"encoding {dataset.name} ({config.encoder})",
-            )
-            return vecs, time.perf_counter() - t1, time.process_time() - c1
+    if todo and hits:
+        logger.info("text cache %s: %d distinct texts cached, encoding the other %d", path, hits, len(todo))
 
     load_s = enc_s = enc_cpu = 0.0
     rate: float | None = None
     new_matrix: np.ndarray | None = None
+    written: list[Path] = []  # part files this call saved
     if todo:
         with torch_threads(config.num_threads):
             t0 = time.perf_counter()
             encoder.ensure_loaded()
             load_s = time.perf_counter() - t0
-        new_matrix, enc_s, enc_cpu = encode(todo)
-        if entry is not None and entry.dim != new_matrix.shape[1]:
-            logger.warning(
-                "text cache %s: holds %d-d vectors but the encoder now gives %d-d; rebuilding it from scratch",
-                path,
-                entry.dim,
-                new_matrix.shape[1],
-            )
-            entry, known = None, {}
-            todo = list(distinct)
-            hits = 0
-            new_matrix, enc_s, enc_cpu = encode(todo)
-        rate = len(todo) / enc_s if enc_s > 0 else None
-        if path is not None:
-            old_hashes = entry.hashes if entry is not None else []
-            old_matrix = entry.matrix if entry is not None else np.zeros((0, new_matrix.shape[1]), np.float32)
-            merged = CacheEntry(
-                hashes=old_hashes + todo,
-                matrix=np.concatenate([old_matrix, new_matrix]),
-                created=entry.created if entry is not None else "",
-            )
+            t1, c1 = time.perf_counter(), time.process_time()
+            checkpoint = _checkpointer(path, identity, rendered.template_key, encoder, entry)
             try:
-                write_cache(path, merged, identity, rendered.template_key, encoder.normalize)
-            except OSError as exc:
-                logger.warning("text cache %s: could not be written (%s); continuing without caching", path, exc)
+                new_matrix = _encode(encoder, distinct, todo, config, dataset.name, progress, checkpoint)
+            except DimensionChanged as exc:
+                assert entry is not None and path is not None
+                logger.warning(
+                    "text cache %s: holds %d-d vectors but the encoder now gives %d-d; rebuilding it from scratch",
+                    path,
+                    entry.dim,
+                    exc.width,
+                )
+                _discard(path, entry)
+                entry, known, hits = None, {}, 0
+                todo = list(distinct)
+                checkpoint = _checkpointer(path, identity, rendered.template_key, encoder, None)
+                new_matrix = _encode(encoder, distinct, todo, config, dataset.name, progress, checkpoint)
+            enc_s, enc_cpu = time.perf_counter() - t1, time.process_time() - c1
+            written = checkpoint.written if checkpoint is not None else []
+        rate = len(todo) / enc_s if enc_s > 0 else None
+    if path is not None and (todo or (entry is not None and entry.parts)):
+        dim = new_matrix.shape[1] if new_matrix is not None else entry.dim  # type: ignore[union-attr]
+        old_hashes = entry.hashes if entry is not None else []
+        old_matrix = entry.matrix if entry is not None else np.zeros((0, dim), np.float32)
+        merged = CacheEntry(
+            hashes=old_hashes + todo,
+            matrix=np.concatenate([old_matrix, new_matrix]) if new_matrix is not None else old_matrix,
+            created=entry.created if entry is not None else "",
+        )
+        parts = (entry.parts if entry is not None else []) + written
+        try:
+            consolidate(path, merged, identity, rendered.template_key, encoder.normalize, parts)
+        except OSError as exc:
+            logger.warning("text cache %s: could not be written (%s); continuing without caching", path, exc)
 
     dim = new_matrix.shape[1] if new_matrix is not None else entry.dim  # type: ignore[union-attr]
     matrix = np.zeros((n + 1, dim), dtype=np.float32)

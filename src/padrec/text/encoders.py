@@ -19,6 +19,7 @@ import abc
 import importlib.util
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -94,52 +95,71 @@ class TextEncoder(abc.ABC):
             TextError: a batch came back with the wrong number of rows, a different width than
                 earlier batches, or NaN/inf values (the texts concerned are named).
         """
+        out: np.ndarray | None = None
+        for idx, vecs in self.encode_batches(texts, batch_size=batch_size, progress=progress, desc=desc):
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        assert out is not None
+        if self.normalize:
+            out = l2_normalize(out)
+        return out
+
+    def batch_order(self, texts: list[str]) -> list[int]:
+        """The order :meth:`encode_batches` encodes ``texts`` in: longest first, ties by position."""
+        return sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+
+    def encode_batches(
+        self, texts: list[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Encode ``texts`` batch by batch: yield ``(positions in texts, (len, D) float32 vectors)``.
+
+        Batches are cut from :meth:`batch_order` (longest first) every ``batch_size`` texts, one
+        progress bar (items/s, ETA) spans them all. Vectors are not normalised (``encode``
+        normalises; :func:`l2_normalize` works row by row, so normalising each batch gives the
+        same bits). Every batch is checked as :meth:`encode` documents.
+        """
         if batch_size < 1:
             raise TextError(f"batch_size must be >= 1, got {batch_size}")
         if not texts:
             raise TextError("nothing to encode: the list of texts is empty")
         self.ensure_loaded()
-        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-        out: np.ndarray | None = None
+        order = self.batch_order(texts)
+        width: int | None = None
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(texts), desc=desc, unit="item", disable=not progress, dynamic_ncols=True)
         try:
-            with torch.inference_mode():
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    batch = [texts[i] for i in idx]
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = [texts[i] for i in idx]
+                with torch.inference_mode():
                     vecs = self.encode_batch(batch)
                     if isinstance(vecs, torch.Tensor):
                         vecs = vecs.detach().to(device="cpu", dtype=torch.float32).numpy()
-                    vecs = np.asarray(vecs, dtype=np.float32)
-                    if vecs.ndim != 2 or vecs.shape[0] != len(batch):
-                        raise TextError(
-                            f"{self.registry_name} encoder returned shape {vecs.shape} for a batch of "
-                            f"{len(batch)} texts; expected ({len(batch)}, D)"
-                        )
-                    if out is None:
-                        out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
-                    elif vecs.shape[1] != out.shape[1]:
-                        raise TextError(
-                            f"{self.registry_name} encoder changed dimension between batches: "
-                            f"{out.shape[1]} then {vecs.shape[1]}"
-                        )
-                    bad = ~np.isfinite(vecs).all(axis=1)
-                    if bad.any():
-                        examples = [batch[j][:60] for j in np.flatnonzero(bad)[:3]]
-                        raise TextError(
-                            f"{self.registry_name} encoder produced NaN/inf for {int(bad.sum())} "
-                            f"text(s), e.g. {examples}; try dtype float32"
-                        )
-                    out[idx] = vecs
-                    bar.update(len(batch))
+                vecs = np.asarray(vecs, dtype=np.float32)
+                if vecs.ndim != 2 or vecs.shape[0] != len(batch):
+                    raise TextError(
+                        f"{self.registry_name} encoder returned shape {vecs.shape} for a batch of "
+                        f"{len(batch)} texts; expected ({len(batch)}, D)"
+                    )
+                if width is None:
+                    width = int(vecs.shape[1])
+                elif vecs.shape[1] != width:
+                    raise TextError(
+                        f"{self.registry_name} encoder changed dimension between batches: {width} then {vecs.shape[1]}"
+                    )
+                bad = ~np.isfinite(vecs).all(axis=1)
+                if bad.any():
+                    examples = [batch[j][:60] for j in np.flatnonzero(bad)[:3]]
+                    raise TextError(
+                        f"{self.registry_name} encoder produced NaN/inf for {int(bad.sum())} "
+                        f"text(s), e.g. {examples}; try dtype float32"
+                    )
+                bar.update(len(batch))
+                yield idx, vecs
         finally:
             bar.close()
-        assert out is not None
-        if self.normalize:
-            out = l2_normalize(out)
-        return out
 
 
 ENCODERS: Registry[TextEncoder] = Registry("text encoder", TextEncoder)

@@ -8,7 +8,6 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ def save_weights(
         else:
             state = module.state_dict()
             save_file({k: state[k].detach().contiguous().clone() for k in sorted(only)}, str(tmp))
-        _readable(tmp)
     if meta is not None:
         write_json(path.with_suffix(".json"), meta)
 
@@ -70,20 +68,13 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = True, parti
         )
 
 
-def _readable(path: Path) -> None:
-    """safetensors creates files private to their owner (0600); give them the usual mode
-    (0666 less the umask, 0644 by default), as every other output of padrec."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def _check_finite(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
     """A model whose weights hold NaN or inf scores nothing meaningful: refuse it."""
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise FileFormatError(path, f"{len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}); "
-                              "the model cannot be used")
+        raise FileFormatError(
+            path, f"{len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}); the model cannot be used"
+        )
 
 
 def _read_safetensors(path: str | Path, device: Any, check_only: bool = False) -> dict[str, torch.Tensor]:
@@ -128,7 +119,6 @@ def save_training_state(
         tensors[f"rng.{k}"] = v.cpu().contiguous()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
-        _readable(tmp)
     write_json(path.with_suffix(".json"), {"param_groups": sd["param_groups"], "scalars": scalars, **meta})
 
 
