@@ -17,38 +17,10 @@ from conftest import make_toy_dataset
     not dist.is_available() or not dist.is_gloo_available(),
     reason="this torch build has no torch.distributed with gloo",
 )
-def test_two_cpu_processes_train_one_run_directory(tmp_path, toy_dataset):
-    rows = [
-        {"user_id": f"u{u}", "item_id": f"i{i}", "timestamp": 1000 + t}
-        for u, seq in enumerate(toy_dataset.sequences)
-        for t, i in enumerate(seq)
-    ]
-    pd.DataFrame(rows).to_csv(tmp_path / "inter.csv", index=False)
-    run = tmp_path / "run"
-    (tmp_path / "ddp.yaml").write_text(f"""
-name: ddp
-output_dir: {run}
-data: {{format: interactions, name: toy, path: {tmp_path / "inter.csv"}, cache_dir: {tmp_path / "cache"}}}
-split: {{protocol: pad, max_len: 10}}
-stats: {{num_buckets: 4}}
-method_config: {{backbone: gru4rec, hidden_size: 16}}
-train: {{epochs: 4, batch_size: 32, lr: 0.01, progress: false, device: cpu, patience: 10}}
-eval: {{ks: [5, 10]}}
-""")
+def test_two_cpu_processes_train_one_run_directory(tmp_path):
+    run = tmp_path / "ddp"
+    cmd = _ddp_config(tmp_path, run, 4, backbone="gru4rec", batch_size=32)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "padrec",
-        "train",
-        "-c",
-        str(tmp_path / "ddp.yaml"),
-    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name in (
@@ -72,7 +44,9 @@ eval: {{ks: [5, 10]}}
     assert done.stdout.count("ddp — test") == 1  # rank 0 alone reports
 
 
-def _ddp_config(tmp_path, run, epochs: int) -> list[str]:
+def _ddp_config(tmp_path, run, epochs: int, backbone: str = "sasrec", batch_size: int = 16) -> list[str]:
+    """Write the toy data (once) and a config training ``backbone`` into ``run``; returns the
+    torchrun command line for 2 CPU processes."""
     rows_path = tmp_path / "inter.csv"
     if not rows_path.exists():
         ds = make_toy_dataset()
@@ -89,8 +63,8 @@ output_dir: {run}
 data: {{format: interactions, name: toy, path: {rows_path}, cache_dir: {tmp_path / "cache"}}}
 split: {{protocol: pad, max_len: 10}}
 stats: {{num_buckets: 4}}
-method_config: {{backbone: sasrec, hidden_size: 16, backbone_config: {{dropout: 0.3}}}}
-train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, progress: false, device: cpu, patience: 100}}
+method_config: {{backbone: {backbone}, hidden_size: 16, backbone_config: {{dropout: 0.3}}}}
+train: {{epochs: {epochs}, batch_size: {batch_size}, lr: 0.01, progress: false, device: cpu, patience: 100}}
 eval: {{ks: [5, 10]}}
 """)
     return [
