@@ -217,6 +217,26 @@ def test_truncated_and_edited_model_json(trained, tmp_path):
     fails(["evaluate", run], "model.safetensors", "model.json describes")
 
 
+def test_edited_run_metadata(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    meta = json.loads((run / "model.json").read_text())
+    meta["phase"] = "nope"
+    (run / "model.json").write_text(json.dumps(meta))
+    fails(["evaluate", run], "model.json", "'phase' is 'nope'", "phases: ['train']")
+    serving = json.loads((run / "serving.json").read_text())
+    serving["item_ids"] = serving["item_ids"][:5]
+    (run / "serving.json").write_text(json.dumps(serving))
+    fails(["recommend", run, "-H", "i1"], "serving.json", "'item_ids' has 5 entries", "41")
+    (run / "serving.json").write_text("{")
+    fails(["recommend", run, "-H", "i1"], "serving.json", "not valid JSON")
+
+
+def test_damaged_phase_state_names_the_file(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (run / "train" / "state.json").write_text("{")
+    fails(["train", "-c", trained["config"], "-o", run], "train/state.json", "not valid JSON")
+
+
 def test_evaluate_a_directory_that_is_not_a_run(tmp_path):
     fails(["evaluate", tmp_path], "no model.json")
 

@@ -26,7 +26,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Method, Experime
     cfg = load_experiment_config(meta["experiment"], saved=True)
     prepared = prepare(cfg)
     method = build_method(cfg, prepared).to(resolve_device(device))
-    method.set_phase(saved_phase(method, meta.get("phase")))
+    method.set_phase(saved_phase(method, meta.get("phase"), str(meta_path)))
     try:
         load_weights(method, run_dir / "model.safetensors")
     except FileFormatError as exc:

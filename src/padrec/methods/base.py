@@ -237,10 +237,11 @@ class Method(nn.Module):
 METHODS: Registry[Method] = Registry("method", Method)
 
 
-def saved_phase(method: Method, saved: str | None) -> str:
-    """The phase a saved run ended in (``saved``; runs that did not record it: the last phase)."""
+def saved_phase(method: Method, saved: str | None, where: str = "saved run") -> str:
+    """The phase a saved run ended in (``saved``; runs that did not record it: the last phase);
+    ``where`` names the file it was read from, for the error."""
     names = [p.name for p in method.phases()]
     phase = saved or names[-1]
     if phase not in names:
-        raise ValueError(f"saved run ended in phase {phase!r}, which this method does not have (phases: {names})")
+        raise ValueError(f"{where}: 'phase' is {phase!r}, which this method does not have (phases: {names})")
     return phase

@@ -76,11 +76,17 @@ class Recommender:
         meta = read_json(path.with_suffix(".json"), expect=dict)
         method_name, method_config, history_handling = _saved_method(meta, path)
         n = int(meta["num_items"])
+        for key in ("item_ids", "titles"):
+            if meta.get(key) is not None and len(meta[key]) != n + 1:
+                raise ValueError(
+                    f"{path.with_suffix('.json')}: '{key}' has {len(meta[key])} entries, expected "
+                    f"num_items + 1 = {n + 1}"
+                )
         text = torch.zeros(n + 1, meta["text_dim"]) if meta.get("text_dim") else None
         stats = ItemStats.from_json(meta["item_stats"]) if meta.get("item_stats") else None
         ctx = MethodContext(num_items=n, max_len=int(meta["max_len"]), item_stats=stats, text_embeddings=text)
         method = METHODS.build(method_name, method_config, context=ctx)
-        method.set_phase(saved_phase(method, meta.get("phase")))
+        method.set_phase(saved_phase(method, meta.get("phase"), str(path.with_suffix(".json"))))
         method = method.for_serving(copy_model=False).to(resolve_device(device))
         load_weights(method, path)
         return cls(
