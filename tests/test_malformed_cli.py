@@ -104,7 +104,10 @@ TRAIN_CASES = [
     (["--set", "train.precision=fp16"], ["train.precision", "['fp32', 'bf16']"]),
     (["--set", "method_config.backbone_config.hidden_size=32"], ["backbone_config.hidden_size = 32 contradicts"]),
     (["--set", "method_config.backbone_config.num_layer=2"], ["num_layer"]),
-    (["--backbone", "nope"], ["unknown backbone 'nope'", "known: caser, gru4rec, sasrec"]),
+    (
+        ["--backbone", "nope"],
+        ["unknown backbone 'nope'", "known: caser, fmlprec, gmlp, gru4rec, lightsans, lrurec, narm, sasrec"],
+    ),
     (["--method", "nope"], ["unknown method 'nope'"]),
     (
         ["--method", "pad", "--set", "method_config.alignment=mmd_gausian"],
