@@ -366,3 +366,39 @@ def test_run_names_follow_method_and_backbone(trained, tmp_path, monkeypatch):
 def test_run_files_are_readable_by_others(trained):
     for f in ("config.json", "model.safetensors", "results.json", "serving.json"):
         assert (trained["run"] / f).stat().st_mode & 0o044 == 0o044, f
+
+
+def test_kill_9_inside_the_final_write_is_recovered(trained, tmp_path):
+    """SIGKILL at the moment serving.json's temporary file is renamed into place (the issue's
+    `.serving.json.*.tmp` left forever): the run stays marked incomplete, `recommend` says so,
+    and the same `padrec train` completes it and removes the temporary."""
+    run = tmp_path / "run"
+    killer = (
+        "import os, signal, sys\n"
+        "import padrec.io as io\n"
+        "real = io.os.replace\n"
+        "def replace(src, dst):\n"
+        "    if str(dst).endswith('serving.json'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(src, dst)\n"
+        "io.os.replace = replace\n"
+        "from padrec.cli import main\n"
+        "sys.argv = ['padrec'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train", "-c", str(trained["config"]), "-o", str(run)]
+    done = subprocess.run([sys.executable, "-c", killer, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert list(run.glob(".serving.json.*.tmp")), "the kill should have left serving.json's temporary"
+    assert json.loads((run / "status.json").read_text())["status"] == "training"
+    fails(["recommend", run, "-H", "i1"], "did not finish", "padrec train")
+    again = subprocess.run(
+        [sys.executable, "-m", "padrec", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "reused" in again.stdout
+    assert not list(run.rglob("*.tmp"))
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    r = runner.invoke(app, ["recommend", str(run), "-H", "i1", "--repeat", "0"])
+    assert r.exit_code == 0, r.output
