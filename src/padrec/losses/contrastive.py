@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from padrec.losses.pairwise import flatten_pair
 
-__all__ = ["info_nce"]
+__all__ = ["info_nce", "item_info_nce"]
 
 
 def info_nce(
@@ -51,3 +51,21 @@ def info_nce(
     if symmetric:
         loss = 0.5 * (loss + F.cross_entropy(logits.t(), target))
     return loss
+
+
+def item_info_nce(
+    id_vecs: torch.Tensor, text_vecs: torch.Tensor, ids: torch.Tensor, temperature: float = 0.05
+) -> torch.Tensor:
+    """FAERec's item-level alignment: one-direction InfoNCE from the ID view to the text view.
+
+    Over the n item slots (duplicates kept), ``S = â b̂ᵀ / τ`` with unit-normalised rows,
+    every other slot of the same item removed from a row's negatives, and
+    ``L = mean_n −log softmax_m(S_nm)[m = n]`` (:func:`info_nce` with ``symmetric=False``).
+
+    Args:
+        id_vecs: (n, d) E[i_n]. text_vecs: (n, d) MLP(x_{i_n}). ids: (n,) int64 item ids.
+        temperature: τ.
+    Returns:
+        scalar loss (0 without slots).
+    """
+    return info_nce(id_vecs, text_vecs, temperature=temperature, symmetric=False, dedupe_ids=ids)
