@@ -43,6 +43,16 @@ def make_toy_dataset(num_users: int = 120, num_items: int = 40, seed: int = 0) -
     )
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from threads; one thread avoids spin-wait contention.
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy_dataset() -> SequenceDataset:
     return make_toy_dataset()

@@ -24,12 +24,7 @@ from padrec.training.trainer import TrainConfig, Trainer, set_seed
 D, N = 16, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(max_len: int = N, seed: int = 0, **kw) -> FMLPRec:

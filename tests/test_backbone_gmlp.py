@@ -22,12 +22,7 @@ from padrec.training.trainer import TrainConfig, Trainer, set_seed
 D, N = 16, 8  # hidden size, max_len
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @torch.no_grad()

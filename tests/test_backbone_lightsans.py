@@ -22,12 +22,7 @@ D, L, MAX_LEN, HEADS, K = 8, 6, 9, 2, 3
 ATOL = dict(atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny(seed: int = 0, **kw) -> LightSANs:

@@ -24,13 +24,7 @@ from padrec.training.trainer import TrainConfig, Trainer, set_seed
 D, L = 16, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors gain nothing from threads; one thread avoids spin-wait contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(seed: int = 0, **overrides) -> LRURec:

@@ -50,13 +50,7 @@ for _name in BACKBONES.names():
         CASES[_name] = (_name, dict(TINY))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors gain nothing from threads; one thread avoids spin-wait contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(case: str, seed: int = 0) -> Backbone:

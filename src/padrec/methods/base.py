@@ -176,8 +176,6 @@ class Method(nn.Module):
     def train(self, mode: bool = True) -> Method:
         """As ``nn.Module.train``; the current phase's ``frozen`` submodules stay in eval mode."""
         super().train(mode)
-        if self._phase is None and not self._modules:  # called while the subclass is still being built
-            return self
         for name in self.current_phase.frozen:
             self.get_submodule(name).eval()
         return self

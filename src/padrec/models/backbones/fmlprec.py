@@ -47,9 +47,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from padrec.models.backbones import sasrec
 from padrec.models.backbones.base import BACKBONES, Backbone, BackboneConfig
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 @dataclass
@@ -113,19 +112,12 @@ class FilterLayer(nn.Module):
         return self.norm(h + self.dropout(self.filter(h)))
 
 
-class FeedForward(nn.Module):
-    """``LN(h + Dropout(Linear(m·d, d)(act(Linear(d, m·d)(h)))))``; B×L×d -> B×L×d."""
+class FeedForward(sasrec.FeedForward):
+    """SASRec's position-wise FFN in a post-LN residual: ``LN(h + FFN(h))``; B×L×d -> B×L×d."""
 
     def __init__(self, config: FMLPRecConfig) -> None:
-        super().__init__()
-        d = config.hidden_size
-        self.net = nn.Sequential(
-            nn.Linear(d, config.ffn_multiplier * d),
-            _ACTIVATIONS[config.activation](),
-            nn.Linear(config.ffn_multiplier * d, d),
-            nn.Dropout(config.dropout),
-        )
-        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        super().__init__(config)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.norm(h + self.net(h))
