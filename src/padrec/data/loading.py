@@ -8,6 +8,7 @@ to the repository. Paths in any supported format load with ``format="auto"``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from padrec.config import to_dict
 from padrec.data.cache import cached_build
 from padrec.data.dataset import SequenceDataset
 from padrec.data.errors import DataError
+from padrec.data.holdout import HoldoutConfig, apply_holdout, holdout_item_ids, read_holdout_file
 from padrec.data.preprocess import PreprocessConfig
 from padrec.data.readers import (
     read_faerec_txt,
@@ -71,6 +73,15 @@ class DataConfig:
             released formats (which refuse preprocessing options).
         cache_dir: processed-dataset cache (empty = ``$PADREC_CACHE`` or ``~/.cache/padrec``).
         use_cache: reuse/write the processed cache.
+        holdout_items: items removed from the dataset entirely (cold-start / zero-shot
+            simulation; :mod:`padrec.data.holdout`): ``{fraction: 0.1, seed: 0}`` (a seeded
+            sample of the catalogue) or ``{file: items.txt}`` (raw item ids, one per line).
+            Every interaction with them leaves every sequence, the catalogue is renumbered
+            compactly in its order, users left with no interaction are removed, and shorter
+            users are left to the split protocol (``pad`` drops users under 3 items). Applied
+            after loading, for every format, to the full dataset as read (or cached: the cache
+            always holds the full dataset). The result's ``held_out`` lists the items (raw ids
+            and item-table rows). ``None`` (default) = nothing held out.
     """
 
     name: str = "prime_pantry"
@@ -86,6 +97,7 @@ class DataConfig:
     preprocess: PreprocessConfig | None = None
     cache_dir: str = ""
     use_cache: bool = True
+    holdout_items: HoldoutConfig | None = None
 
 
 def builtin_dir(name: str = "prime_pantry") -> Path:
@@ -310,15 +322,33 @@ def load_dataset(config: DataConfig | None = None) -> SequenceDataset:
 
     With ``use_cache`` the processed dataset is read from / written to the cache (see
     :mod:`padrec.data.cache`); inputs are fingerprinted by content, so edits are noticed.
+    With ``holdout_items`` the items it names are then removed (:func:`apply_holdout`); the
+    cache holds the full dataset, so its entries and keys are the same with and without it.
     """
     cfg = config or DataConfig()
     name, files, options, build = _plan(cfg)
     for f in files:
         if not Path(f).is_file():
             raise DataError(f"{f}: input file not found")
+    if cfg.holdout_items is not None and cfg.holdout_items.file:
+        read_holdout_file(cfg.holdout_items.file)  # a missing or malformed list fails before the data is read
     if not cfg.use_cache:
-        return build()
-    return cached_build(name, files, options, build, cfg.cache_dir or None)
+        dataset = build()
+    else:
+        dataset = cached_build(name, files, options, build, cfg.cache_dir or None)
+    if cfg.holdout_items is not None:
+        dataset = apply_holdout(dataset, cfg.holdout_items)
+    return dataset
+
+
+def load_holdout_item_ids(config: DataConfig) -> list[str]:
+    """Raw ids of the items ``config.holdout_items`` holds out, in catalogue order, from the full
+    dataset (loaded without them, from the processed cache when there is one); the same list as
+    ``load_dataset(config).held_out_item_ids()``. :class:`DataError` when nothing is held out."""
+    if config.holdout_items is None:
+        raise DataError(f"dataset '{config.name}': data.holdout_items is not set, so no item is held out")
+    full = load_dataset(dataclasses.replace(config, holdout_items=None))
+    return holdout_item_ids(full, config.holdout_items)
 
 
 def resolve_dataset(spec: str) -> DataConfig:

@@ -19,8 +19,30 @@ from torch import nn
 from padrec.config import fingerprint_fields
 from padrec.data.stats import ItemStats
 from padrec.methods.batches import StepInfo, TrainBatch
-from padrec.models.items.precomputed import freeze_item_tables
+from padrec.models.experts import Expert
+from padrec.models.items.precomputed import PrecomputedItems, freeze_item_tables
 from padrec.registry import Registry
+
+
+@dataclass
+class ScoreFactors:
+    """A served method's scores as one inner product: ``score_all(h) == query(h) @ items.T``.
+
+    Attributes:
+        items: (N+1, D') item matrix (row 0 padding).
+        query: (B, L) left-padded histories -> (B, D') query vectors.
+        parts: named column blocks of the two (PAD: one per expert); the dot product over a
+            block is that part's share of the score (``score_parts``).
+    """
+
+    items: torch.Tensor
+    query: Callable[[torch.Tensor], torch.Tensor]
+    parts: dict[str, slice]
+
+
+class NewItemsUnsupported(ValueError):
+    """The method ranks items by trained ID vectors only, so it cannot place items from text."""
+
 
 LossFn = Callable[[Any, "StepInfo | None"], dict[str, torch.Tensor]]
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -230,6 +252,58 @@ class Method(nn.Module):
         """Named (B, N+1) components whose sum is ``score_all`` (PAD: each expert's weighted
         logits), for explaining a recommendation; one-component methods return ``{"score": ...}``."""
         return {"score": self.score_all(histories)}
+
+    # --- serving: one inner product, new items from text --------------------------------
+    def score_factors(self) -> ScoreFactors | None:
+        """The served scores as one inner product (for a single matrix product per request and
+        for ANN indexes), or None when they are not one. Default: a method with one
+        :class:`~padrec.models.experts.Expert` in ``self.expert`` scoring by dot product."""
+        expert = getattr(self, "expert", None)
+        if not isinstance(expert, Expert):
+            return None
+        table = expert.items.all()
+        return ScoreFactors(table, expert.sequence_vector, {"score": slice(0, table.shape[1])})
+
+    def item_tables(self) -> list[PrecomputedItems]:
+        """The frozen item tables of a served method (after :meth:`for_serving`)."""
+        return [m for m in self.modules() if isinstance(m, PrecomputedItems)]
+
+    def new_items_unsupported(self) -> str | None:
+        """Why :meth:`add_items` cannot work on this served method, or None when it can (some
+        expert reads item text through an adapter)."""
+        tables = self.item_tables()
+        if not tables:
+            return f"{type(self).__name__} is not in its serving form (call for_serving first)"
+        if not any(t.reads_text for t in tables):
+            return (
+                f"{type(self).__name__} ranks items by ID vectors learned in training only; it cannot "
+                "rank items it was not trained on (train a text-based method, e.g. PAD or FAERec)"
+            )
+        return None
+
+    @torch.no_grad()
+    def add_items(self, ids: torch.Tensor, text: torch.Tensor) -> None:
+        """Place items from their raw text embeddings in every expert that reads text (serving).
+
+        Args:
+            ids: (M,) int64 ids: 1..N update an item's text, N+1.. add items (together they must
+                leave no gap, so the catalogue stays 1..N').
+            text: (M, D) raw text embeddings (as the run's encoder makes them).
+        Experts without text give new items zero vectors (:meth:`PrecomputedItems.set_items`).
+        Raises :class:`NewItemsUnsupported` when no expert reads text.
+        """
+        why = self.new_items_unsupported()
+        if why is not None:
+            raise NewItemsUnsupported(why)
+        new_n = max(self.num_items, int(ids.max()))
+        if int(ids.min()) < 1 or torch.unique(ids).numel() != ids.numel():
+            raise ValueError("add_items: ids must be distinct and >= 1")
+        new_ids = set(range(self.num_items + 1, new_n + 1))
+        if not new_ids <= set(ids.tolist()):
+            raise ValueError(f"add_items: new ids must be {self.num_items + 1}..{new_n} with no gap")
+        for table in self.item_tables():
+            table.set_items(ids, text)
+        self.num_items = new_n
 
 
 METHODS: Registry[Method] = Registry("method", Method)

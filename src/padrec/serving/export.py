@@ -16,7 +16,7 @@ from padrec.data.stats import ItemStats
 from padrec.methods import Method
 from padrec.training.checkpoint import save_weights
 
-SERVING_FORMAT = 2
+SERVING_FORMAT = 3  # 3: text adapters (new items from text)
 
 
 def export_serving(

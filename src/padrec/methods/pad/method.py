@@ -27,7 +27,7 @@ from torch import nn
 
 from padrec.losses.alignment import alignment_loss
 from padrec.losses.ranking import adjusted_cross_entropy, bce_loss, sample_negatives
-from padrec.methods.base import METHODS, Method, MethodContext, Phase
+from padrec.methods.base import METHODS, Method, MethodContext, Phase, ScoreFactors
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import popularity_prior, ranking_losses
 from padrec.methods.pad.config import PADConfig
@@ -57,6 +57,8 @@ DISENTANGLE_LR = 5e-4
 # (0.0497 -> 0.0462), at 1e-3 it peaks at epoch 1 (0.0522), at 1e-4 it stays at 0.0524.
 GATE_ONLY_LR = 1e-3
 EXPERT_MODULES = {"id": "id_expert", "align": "align_expert", "llm": "llm_expert"}
+# the expert each phase before disentangle scores with
+PHASE_EXPERT = {"pretrain": "id", "pretrain_llm": "llm", "align": "align"}
 
 
 @METHODS.register("pad")
@@ -282,6 +284,47 @@ class PAD(Method):
             device = served.id_expert.items.all().device
             served.serving_gate = served._gate_weights(device).detach().clone()
         return served
+
+    def score_factors(self) -> ScoreFactors | None:
+        """The fused score as one inner product: the experts' sequence vectors side by side
+        against their candidate tables scaled by each item's gate weight (one block per
+        expert); phases before ``disentangle`` score as one expert."""
+        names = list(self.config.experts) if self.phase == "disentangle" else [PHASE_EXPERT[self.phase]]
+        experts = [self.expert(e) for e in names]
+        tables = [ex.items.all() for ex in experts]
+        if self.phase == "disentangle":
+            w = self._gate_weights(tables[0].device)
+            tables = [w[:, i : i + 1] * t for i, t in enumerate(tables)]
+        parts, start = {}, 0
+        for name, t in zip(names, tables):
+            parts[name] = slice(start, start + t.shape[1])
+            start += t.shape[1]
+
+        def query(histories: torch.Tensor) -> torch.Tensor:
+            return torch.cat([ex.sequence_vector(histories) for ex in experts], dim=-1)
+
+        return ScoreFactors(torch.cat(tables, dim=1), query, parts)
+
+    @torch.no_grad()
+    def add_items(self, ids: torch.Tensor, text: torch.Tensor) -> None:
+        """As :meth:`Method.add_items`; a new item has no training interactions, so the gate
+        weighs it as an item of the coldest frequency bucket, with the weight of every expert
+        that cannot read its text (the ID expert) moved to the others in proportion."""
+        old_n = self.num_items
+        super().add_items(ids, text)
+        if self.num_items == old_n or self.serving_gate is None:
+            return
+        new = torch.arange(old_n + 1, self.num_items + 1, device=self.serving_gate.device)
+        bucket = getattr(self.gate, "bucket", None)
+        if isinstance(bucket, torch.Tensor):
+            coldest = self.context.item_stats.num_buckets - 1  # gates store buckets from 0
+            self.gate.bucket = torch.cat([bucket, bucket.new_full((len(new),), coldest)])
+        experts = [self.expert(e) for e in self.config.experts]
+        w = self.gate.weights(new, [ex.items.all()[new] for ex in experts])
+        reads = torch.tensor([ex.items.reads_text for ex in experts], device=w.device, dtype=w.dtype)
+        w = w * reads
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+        self.serving_gate = torch.cat([self.serving_gate, w.to(self.serving_gate.dtype)])
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         out = {

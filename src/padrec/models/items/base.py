@@ -113,6 +113,12 @@ class ItemRepresentation(nn.Module):
         """History vectors of every id 0..N, (N+1)×d (one-sided: ``all()``), for serving tables."""
         return self.all()
 
+    def text_adapter(self) -> nn.Module | None:
+        """A :class:`~padrec.models.items.adapters.TextAdapter` giving items this representation
+        never saw their vectors from their text embeddings alone (serving's new items), or None
+        when it cannot (an ID table). Call in eval mode; the adapter copies what it needs."""
+        return None
+
 
 ITEM_REPRESENTATIONS: Registry[ItemRepresentation] = Registry("item representation", ItemRepresentation)
 

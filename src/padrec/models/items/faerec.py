@@ -16,6 +16,7 @@ ID-table candidates in training and ``LayerNorm(E + MLP(x))`` candidates at infe
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from padrec.models.items.adapters import TableLookup, TextAdapter
 from padrec.models.items.base import ITEM_REPRESENTATIONS, ItemContext, ItemRepresentation
 from padrec.models.items.id import IDEmbedding
 from padrec.models.items.precomputed import PrecomputedItems
@@ -229,11 +231,53 @@ class FAERecItems(ItemRepresentation):
         ids = torch.arange(self.num_items + 1, device=self.text.device)
         return self.fusion(self.ids.all(), self.llm_all(), ids)
 
+    def text_adapter(self) -> FAERecAdapter:
+        """Candidates ``LayerNorm_c(E + MLP(x))`` and, without positions, the gate's history
+        vectors, from text; E is the trained row of existing items and zeros for new ones."""
+        fusion = None if self.fusion.position is not None else copy.deepcopy(self.fusion)
+        return FAERecAdapter(
+            copy.deepcopy(self.mlp), copy.deepcopy(self.candidate_norm), TableLookup(self.ids.all()), fusion
+        )
+
     def frozen(self) -> FrozenFAERecItems:
         """The eval-mode serving form: candidate, ID and MLP(x) tables plus the gate (no text or
-        MLP per request). Call in eval mode."""
+        MLP per request), and the adapter for new items. Call in eval mode."""
         with torch.no_grad():
-            return FrozenFAERecItems(self.all(), self.ids.all(), self.llm_all(), self.fusion)
+            adapter = FAERecAdapter(copy.deepcopy(self.mlp), copy.deepcopy(self.candidate_norm))
+            return FrozenFAERecItems(self.all(), self.ids.all(), self.llm_all(), self.fusion, adapter)
+
+
+class FAERecAdapter(TextAdapter):
+    """FAERec's text path for new items: ``m = MLP(x)``, candidates ``LayerNorm_c(E + m)`` and
+    history vectors ``gate(E, m)`` (when ``fusion`` is given: the registry form, no positions).
+
+    Args:
+        mlp: the projection MLP; candidate_norm: LayerNorm_c.
+        ids: E as a :class:`TableLookup` (zeros for new items); None = E is zeros (the frozen
+            form keeps E in its own table and calls :meth:`llm` and ``candidate_norm`` itself).
+        fusion: the gate, or None.
+    """
+
+    def __init__(
+        self,
+        mlp: nn.Module,
+        candidate_norm: nn.LayerNorm,
+        ids: TableLookup | None = None,
+        fusion: GatedFusion | None = None,
+    ) -> None:
+        super().__init__()
+        self.mlp, self.candidate_norm, self.ids, self.fusion = mlp, candidate_norm, ids, fusion
+
+    def llm(self, text: torch.Tensor) -> torch.Tensor:
+        """(M, D) raw text -> MLP(x), (M, d)."""
+        return self.mlp(text.float())
+
+    def forward(self, text: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.llm(text)
+        e = self.ids(ids) if self.ids is not None else torch.zeros_like(m)
+        cand = self.candidate_norm(e + m)
+        hist = self.fusion(e, m, ids) if self.fusion is not None else cand
+        return cand, hist
 
 
 class FrozenFAERecItems(PrecomputedItems):
@@ -244,12 +288,29 @@ class FrozenFAERecItems(PrecomputedItems):
     two_sided = True
 
     def __init__(
-        self, table: torch.Tensor, id_table: torch.Tensor, llm_table: torch.Tensor, fusion: GatedFusion
+        self,
+        table: torch.Tensor,
+        id_table: torch.Tensor,
+        llm_table: torch.Tensor,
+        fusion: GatedFusion,
+        adapter: FAERecAdapter | None = None,
     ) -> None:
-        super().__init__(table)
+        super().__init__(table, adapter=adapter)
         self.register_buffer("id_table", id_table.detach().clone())
         self.register_buffer("llm_table", llm_table.detach().clone())
         self.fusion = fusion
+
+    @torch.no_grad()
+    def set_items(self, ids: torch.Tensor, text: torch.Tensor) -> None:
+        """As :meth:`PrecomputedItems.set_items`: ``MLP(x)`` rows from the text, E kept for
+        existing items and zeros for new ones, candidates ``LayerNorm_c(E + MLP(x))``."""
+        self.grow(int(ids.max()))
+        if self.adapter is None:
+            return
+        ids = ids.to(self.table.device)
+        m = self.adapter.llm(text.to(self.table.device))
+        self.llm_table[ids] = m
+        self.table[ids] = self.adapter.candidate_norm(self.id_table[ids] + m)
 
     def history(self, ids: torch.Tensor) -> torch.Tensor:
         """ids: (B, L) -> (B, L, d) gated history vectors."""

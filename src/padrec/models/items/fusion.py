@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
+from padrec.models.items.adapters import FusionAdapter, part_adapter
 from padrec.models.items.base import (
     ACTIVATIONS,
     ITEM_REPRESENTATIONS,
@@ -116,6 +118,18 @@ class ConcatFusion(ItemRepresentation):
         if self.zero_padding:
             out = torch.cat([out.new_zeros(1, self.dim), out[1:]])
         return out
+
+    def text_adapter(self) -> FusionAdapter | None:
+        """Both parts' adapters (an ID part: its trained vectors, zeros for new items) and a
+        copy of the fusion layer; None when neither part reads text."""
+        if self.first.text_adapter() is None and self.second.text_adapter() is None:
+            return None
+        return FusionAdapter(
+            part_adapter(self.first),
+            part_adapter(self.second),
+            copy.deepcopy(self.linear),
+            copy.deepcopy(self.activation),
+        )
 
     config_class = HybridItemsConfig
     needs_text = True

@@ -8,15 +8,26 @@ from torch import nn
 from padrec.models.items.base import ItemRepresentation
 
 
+def grow_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """``table`` (R×d) with zero rows appended up to ``rows`` rows (unchanged when R >= rows)."""
+    if table.shape[0] >= rows:
+        return table
+    return torch.cat([table, table.new_zeros(rows - table.shape[0], *table.shape[1:])])
+
+
 class PrecomputedItems(ItemRepresentation):
     """Frozen tables: candidate vectors ``table`` ((N+1)×d) and, for a two-sided
     representation, history vectors ``history_table`` ((N+1)×d).
 
     In eval mode any item representation is a fixed function of the id, so serving replaces
-    it with this: ``history(ids)`` and ``candidates(ids)`` are table lookups.
+    it with this: ``history(ids)`` and ``candidates(ids)`` are table lookups. ``adapter``, the
+    original representation's :meth:`~ItemRepresentation.text_adapter` (None for ID tables),
+    lets :meth:`set_items` place items from their text alone.
     """
 
-    def __init__(self, table: torch.Tensor, history_table: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, table: torch.Tensor, history_table: torch.Tensor | None = None, adapter: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.num_items = table.shape[0] - 1
         self.dim = table.shape[1]
@@ -26,6 +37,12 @@ class PrecomputedItems(ItemRepresentation):
             self.register_buffer("history_table", None)
         else:
             self.register_buffer("history_table", history_table.detach().clone())
+        self.adapter = adapter
+
+    @property
+    def reads_text(self) -> bool:
+        """True when :meth:`set_items` can place items from their text (there is an adapter)."""
+        return self.adapter is not None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids: S -> S×d candidate vectors."""
@@ -41,10 +58,32 @@ class PrecomputedItems(ItemRepresentation):
     def all_history(self) -> torch.Tensor:
         return self.table if self.history_table is None else self.history_table
 
+    def grow(self, num_items: int) -> None:
+        """Extend every table with zero rows to ids 0..``num_items``."""
+        for name, buf in list(self._buffers.items()):
+            if buf is not None and buf.shape[0] == self.num_items + 1:
+                setattr(self, name, grow_rows(buf, num_items + 1))
+        self.num_items = max(self.num_items, num_items)
 
-def freeze_item_tables(module: nn.Module) -> int:
+    @torch.no_grad()
+    def set_items(self, ids: torch.Tensor, text: torch.Tensor) -> None:
+        """Give items ``ids`` ((M,) int64, 1..N for existing items, above N for new ones) the
+        vectors their raw text embeddings ``text`` ((M, D)) give them, growing the tables with
+        zero rows up to ``max(ids)``. Without an adapter new rows stay zeros and existing
+        rows are unchanged."""
+        self.grow(int(ids.max()))
+        if self.adapter is None:
+            return
+        cand, hist = self.adapter(text.to(self.table.device), ids.to(self.table.device))
+        self.table[ids] = cand.to(self.table.dtype)
+        if self.history_table is not None:
+            self.history_table[ids] = hist.to(self.history_table.dtype)
+
+
+def freeze_item_tables(module: nn.Module, adapters: bool = True) -> int:
     """Replace the item representation of every expert inside ``module`` (any submodule with
-    an ``items`` :class:`ItemRepresentation`) by its eval-mode tables; returns how many.
+    an ``items`` :class:`ItemRepresentation`) by its eval-mode tables (with its text adapter
+    unless ``adapters=False``); returns how many.
 
     Call in eval mode after loading weights.
     """
@@ -54,6 +93,18 @@ def freeze_item_tables(module: nn.Module) -> int:
         if isinstance(items, ItemRepresentation) and not isinstance(items, PrecomputedItems):
             with torch.no_grad():
                 history = items.all_history() if items.two_sided else None
-                sub.items = PrecomputedItems(items.all(), history)
+                adapter = items.text_adapter() if adapters else None
+                sub.items = PrecomputedItems(items.all(), history, adapter)
+            count += 1
+    return count
+
+
+def drop_text_adapters(module: nn.Module) -> int:
+    """Remove the adapters of every :class:`PrecomputedItems` in ``module`` (serving files
+    written before adapters existed); returns how many were removed."""
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, PrecomputedItems) and sub.adapter is not None:
+            sub.adapter = None
             count += 1
     return count

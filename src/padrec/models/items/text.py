@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from padrec.models.items.adapters import MLPAdapter
 from padrec.models.items.base import (
     ACTIVATIONS,
     ITEM_REPRESENTATIONS,
@@ -17,24 +19,38 @@ from padrec.models.items.base import (
 )
 
 
-def normalize_text(text: torch.Tensor, how: Literal["none", "center", "standardize"]) -> torch.Tensor:
-    """Rescale a frozen (N+1)×D text matrix with statistics of its item rows 1..N.
+def text_norm_stats(
+    text: torch.Tensor, how: Literal["none", "center", "standardize"]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shift, scale), each (D,), of an (N+1)×D text matrix from its item rows 1..N, such that
+    the normalised rows are ``(x - shift) * scale``.
 
-    ``none`` returns it unchanged; ``center`` subtracts the mean item row; ``standardize``
-    also divides every dimension by its standard deviation, mapping dimensions whose deviation
-    is below 1e-4 of the largest (constant over the catalogue) to 0. Row 0 stays zeros.
-    Returns a new (N+1)×D tensor.
+    ``none``: shift 0, scale 1; ``center``: shift = mean item row, scale 1; ``standardize``:
+    also scale = 1 / standard deviation per dimension, with 0 for dimensions whose deviation is
+    below 1e-4 of the largest (constant over the catalogue).
     """
+    if how not in ("none", "center", "standardize"):
+        raise ValueError(f"unknown text input_norm {how!r}; expected none, center or standardize")
+    dim = text.shape[1]
+    if how == "none":
+        return torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
+    items = text[1:].double()
+    shift = items.mean(0)
+    if how == "center":
+        return shift, torch.ones(dim, dtype=torch.float64)
+    std = items.std(0)
+    scale = torch.where(std > 1e-4 * std.max(), 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+    return shift, scale
+
+
+def normalize_text(text: torch.Tensor, how: Literal["none", "center", "standardize"]) -> torch.Tensor:
+    """Rescale a frozen (N+1)×D text matrix with statistics of its item rows 1..N
+    (:func:`text_norm_stats`); row 0 stays zeros. Returns a new (N+1)×D tensor (``none``:
+    ``text`` itself)."""
+    shift, scale = text_norm_stats(text, how)
     if how == "none":
         return text
-    if how not in ("center", "standardize"):
-        raise ValueError(f"unknown text input_norm {how!r}; expected none, center or standardize")
-    items = text[1:].double()
-    out = items - items.mean(0)
-    if how == "standardize":
-        std = items.std(0)
-        scale = torch.where(std > 1e-4 * std.max(), 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
-        out = out * scale
+    out = (text[1:].double() - shift) * scale
     return torch.cat([text.new_zeros(1, text.shape[1]), out.to(text.dtype)])
 
 
@@ -128,7 +144,12 @@ class TextMLP(ItemRepresentation):
         super().__init__()
         if text_embeddings.dim() != 2:
             raise ValueError(f"text_embeddings must be (N+1)×D, got shape {tuple(text_embeddings.shape)}")
-        self.register_buffer("text", normalize_text(text_embeddings.detach().float(), input_norm), persistent=False)
+        raw = text_embeddings.detach().float()
+        self.register_buffer("text", normalize_text(raw, input_norm), persistent=False)
+        shift, scale = text_norm_stats(raw, input_norm)
+        # kept for text_adapter (new items at serving time); rebuilt from the text, so not saved
+        self.register_buffer("text_shift", shift.float(), persistent=False)
+        self.register_buffer("text_scale", scale.float(), persistent=False)
         self.num_items = text_embeddings.shape[0] - 1
         self.dim = dim
         self.zero_padding = zero_padding
@@ -154,6 +175,10 @@ class TextMLP(ItemRepresentation):
         if self.zero_padding:
             out = torch.cat([out.new_zeros(1, self.dim), out[1:]])
         return out
+
+    def text_adapter(self) -> MLPAdapter:
+        """The MLP with this matrix's normalisation, for text embeddings of new items."""
+        return MLPAdapter(copy.deepcopy(self.mlp), self.text_shift, self.text_scale)
 
     config_class = TextItemsConfig
     needs_text = True
