@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import make_toy_dataset
+
 from padrec.data import compute_item_stats, make_split
 from padrec.data.protocols import SplitConfig
 from padrec.experiment import Prepared, load_experiment_config, run_experiment
