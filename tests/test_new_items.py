@@ -104,6 +104,8 @@ def test_new_items_are_ranked_from_their_text(prepared, case):
     assert torch.isfinite(new[:, n + 1 :]).all() and (new[:, n + 1 :] != 0).any()
     f = m.score_factors()
     assert torch.allclose((f.query(h) @ f.items.t())[:, 1:], new[:, 1:], atol=1e-5)
+    some = torch.tensor([1, n, n + 1, n + 2])
+    assert torch.allclose(f.rows(some), f.items[some], atol=1e-6)  # the rows serving recomputes
     # a history holding a new item runs
     h2 = h.clone()
     h2[:, -1] = n + 1

@@ -33,11 +33,14 @@ class ScoreFactors:
         query: (B, L) left-padded histories -> (B, D') query vectors.
         parts: named column blocks of the two (PAD: one per expert); the dot product over a
             block is that part's share of the score (``score_parts``).
+        rows: (M,) item ids -> (M, D') their rows of ``items`` as the method now scores them
+            (after ``add_items``: only the changed rows need recomputing).
     """
 
     items: torch.Tensor
     query: Callable[[torch.Tensor], torch.Tensor]
     parts: dict[str, slice]
+    rows: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class NewItemsUnsupported(ValueError):
@@ -262,7 +265,11 @@ class Method(nn.Module):
         if not isinstance(expert, Expert):
             return None
         table = expert.items.all()
-        return ScoreFactors(table, expert.sequence_vector, {"score": slice(0, table.shape[1])})
+
+        def rows(ids: torch.Tensor) -> torch.Tensor:
+            return expert.items.all()[ids]
+
+        return ScoreFactors(table, expert.sequence_vector, {"score": slice(0, table.shape[1])}, rows)
 
     def item_tables(self) -> list[PrecomputedItems]:
         """The frozen item tables of a served method (after :meth:`for_serving`)."""

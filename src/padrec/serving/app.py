@@ -16,8 +16,9 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from padrec.methods.base import NewItemsUnsupported
 from padrec.serving.catalog import UnknownItem
@@ -100,14 +101,24 @@ def create_app(
     metrics = Metrics(rec)
     app.state.recommender, app.state.metrics = rec, metrics
 
+    def key_ok(header: str | None) -> bool:
+        """No key configured, or the header holds it (compared as bytes in constant time:
+        compare_digest refuses str with non-ASCII characters, and a header may hold any)."""
+        if api_key is None:
+            return True
+        return header is not None and secrets.compare_digest(header.encode("utf-8"), api_key.encode("utf-8"))
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
         path = request.url.path
         route = path if path in ROUTES else ("/items/{id}" if path.startswith("/items/") else "other")
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body_bytes):
-            response: Response = _error(413, f"request body larger than {max_body_bytes} bytes", ["body"])
+        if request.method == "POST" and path == "/items" and not key_ok(request.headers.get("x-api-key")):
+            # before the body is read or validated: a caller without the key learns nothing more
+            response: Response = _error(401, "missing or wrong X-API-Key header", ["X-API-Key"])
+        elif size is not None and (not size.isdigit() or int(size) > max_body_bytes):
+            response = _error(413, f"request body larger than {max_body_bytes} bytes", ["body"])
         elif request.method == "POST" and size is None:
             body = b""
             async for chunk in request.stream():
@@ -127,10 +138,27 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
-        fields = [_loc(tuple(e.get("loc", ()))) for e in errs]
+        # a body that is no JSON at all is located at a character offset: name the body
+        fields = ["body" if e.get("type") == "json_invalid" else _loc(tuple(e.get("loc", ()))) for e in errs]
         shown = "; ".join(f"{f}: {e.get('msg', 'invalid')}" for f, e in zip(fields[:5], errs[:5]))
         more = f" (and {len(errs) - 5} more)" if len(errs) > 5 else ""
         return _error(422, shown + more, fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own refusals (unknown route, wrong method, undecodable body) in the
+        # service's error format
+        if exc.status_code == 400:  # FastAPI: the body could not be decoded (e.g. not UTF-8)
+            return _error(422, f"body: not valid JSON ({exc.detail})", ["body"])
+        if exc.status_code == 404:
+            message, fields = f"path: no route {request.url.path[:200]}", ["path"]
+        elif exc.status_code == 405:
+            message, fields = f"method: {request.method} is not allowed on {request.url.path[:200]}", ["method"]
+        else:
+            message, fields = str(exc.detail), []
+        response = _error(exc.status_code, message, fields)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(ClientError)
     async def refused(request: Request, exc: ClientError) -> JSONResponse:
@@ -181,7 +209,7 @@ def create_app(
 
     @app.post("/items", response_model=ItemsResponse, responses=ERRORS, summary="add or update items from text")
     def add_items(body: ItemsRequest, x_api_key: str | None = Header(None)) -> ItemsResponse:
-        if api_key is not None and (x_api_key is None or not secrets.compare_digest(x_api_key, api_key)):
+        if not key_ok(x_api_key):
             raise ClientError(401, "missing or wrong X-API-Key header", ["X-API-Key"])
         why = rec.new_items_unsupported()
         if why is not None:
@@ -199,7 +227,7 @@ def create_app(
         ]
         return ItemsResponse(items=out, num_items=rec.num_items, seconds=time.perf_counter() - t0)
 
-    @app.get("/items", response_model=SearchResponse, summary="search items by title")
+    @app.get("/items", response_model=SearchResponse, responses=ERRORS, summary="search items by title")
     def search(
         q: str = Query(..., min_length=1, max_length=200), limit: int = Query(20, ge=1, le=200)
     ) -> SearchResponse:
@@ -217,7 +245,12 @@ def create_app(
     def health() -> dict[str, Any]:
         return {"status": "ok", **rec.describe()}
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        summary="Prometheus metrics",
+    )
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -88,9 +88,13 @@ class Catalog:
             self.titles.append(title)
         else:
             old = self._lower[i]
-            if self._by_title.get(old) == i:
-                del self._by_title[old]
             self.titles[i] = title
+            self._lower[i] = title.lower()
+            if self._by_title.get(old) == i:  # the title now belongs to the next item holding it
+                del self._by_title[old]
+                other = next((j for j in range(1, len(self._lower)) if self._lower[j] == old), None)
+                if other is not None:
+                    self._by_title[old] = other
         self._by_id[raw_id] = i
         self._index_title(i, title)
         if new:

@@ -14,6 +14,8 @@ swaps the tables under an exclusive one, so reads never see a half-added item.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +33,13 @@ from padrec.devices import resolve_device
 from padrec.io import read_json
 from padrec.methods import METHODS, Method, MethodContext, saved_phase
 from padrec.methods.base import NewItemsUnsupported
-from padrec.models.items.precomputed import drop_text_adapters
+from padrec.models.items.precomputed import drop_text_adapters, grow_rows
 from padrec.rundir import check_complete
 from padrec.serving.ann import AnnConfig, AnnIndex
 from padrec.serving.catalog import Catalog
 from padrec.serving.new_items import ItemTextEncoder, NewItem, NewItemError
 from padrec.training.checkpoint import load_weights
+from padrec.training.memory import release_freed_memory
 
 # serving files before this format have no text adapters (no new items)
 ADAPTERS_SINCE = 3
@@ -54,17 +57,19 @@ class Recommendation:
 
 
 class ReadWriteLock:
-    """Many readers or one writer."""
+    """Many readers or one writer; a waiting writer goes first (new readers wait for it), so a
+    steady stream of requests cannot starve ``add_items``. Not reentrant."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
+        self._writers_waiting = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writing:
+            while self._writing or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
         try:
@@ -78,8 +83,12 @@ class ReadWriteLock:
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
-            while self._writing or self._readers:
-                self._cond.wait()
+            self._writers_waiting += 1
+            try:
+                while self._writing or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
             self._writing = True
         try:
             yield
@@ -291,6 +300,8 @@ class Recommender:
         allow: list[int] | None,
         deny: list[int] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # a NaN or infinite score (an item vector gone out of range) must not displace the others
+        scores.masked_fill_(~torch.isfinite(scores), float("-inf"))
         scores[:, 0] = float("-inf")
         if allow is not None:
             mask = torch.ones(scores.shape[1], dtype=torch.bool, device=scores.device)
@@ -315,9 +326,15 @@ class Recommender:
         out_s = torch.full((len(histories), k), float("-inf"))
         out_i = torch.zeros((len(histories), k), dtype=torch.long)
         for b in range(len(histories)):
-            kept = [(s, i) for s, i in zip(scores[b].tolist(), ids[b].tolist()) if i > 0 and i not in banned[b]][:k]
-            for j, (s, i) in enumerate(kept):
-                out_s[b, j], out_i[b, j] = s, i
+            found = zip(scores[b].tolist(), ids[b].tolist())
+            kept = [i for s, i in found if i > 0 and i not in banned[b] and math.isfinite(s)][:k]
+            if kept:
+                # the index found them; their scores are the exact ones, as on the exact path
+                rows = self.factors.items[torch.as_tensor(kept, device=self.device)]
+                exact = (rows @ query[b]).cpu()
+                order = torch.argsort(exact, descending=True)
+                out_s[b, : len(kept)] = exact[order]
+                out_i[b, : len(kept)] = torch.as_tensor(kept)[order]
         return out_s, out_i
 
     def _parts(self, query: torch.Tensor | None, ids: torch.Tensor) -> dict[str, torch.Tensor] | None:
@@ -355,6 +372,12 @@ class Recommender:
                     ids.append(i)
                     created.append(i > self.catalog.num_items)
                 id_t = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+                bad = self._first_non_finite(id_t, text.to(self.device))
+                if bad is not None:  # nothing is changed yet
+                    raise NewItemError(
+                        f"item '{items[bad].id}': its embedding gives the model non-finite item vectors "
+                        "(values far outside the run's text embeddings)"
+                    )
                 self.method.add_items(id_t, text.to(self.device))
                 for it, i, new in zip(items, ids, created):
                     title = it.title or (self.catalog.titles[i] if not new else it.id)
@@ -363,13 +386,33 @@ class Recommender:
                 self._update_index(id_t)
         return list(zip(ids, created))
 
+    @torch.inference_mode()
+    def _first_non_finite(self, ids: torch.Tensor, text: torch.Tensor) -> int | None:
+        """Position of the first item whose text gives some expert a NaN or infinite vector
+        (a dry run of the text adapters), or None."""
+        ok = torch.ones(len(ids), dtype=torch.bool)
+        for table in self.method.item_tables():
+            if table.adapter is not None:
+                dev = table.table.device
+                for out in table.adapter(text.to(dev), ids.to(dev)):
+                    ok &= torch.isfinite(out).all(dim=-1).cpu()
+        bad = (~ok).nonzero()
+        return int(bad[0]) if bad.numel() else None
+
     def _update_index(self, ids: torch.Tensor) -> None:
+        """Bring the factored item matrix and the ANN index up to date with items ``ids``."""
         with torch.inference_mode():
-            self.factors = self.method.score_factors()
+            if self.factors is not None and self.factors.rows is not None:
+                items = grow_rows(self.factors.items, self.num_items + 1)
+                items[ids] = self.factors.rows(ids)
+                self.factors = dataclasses.replace(self.factors, items=items)
+            else:
+                self.factors = self.method.score_factors()
         if self.ann is not None and self.factors is not None:
             self.ann.upsert(ids, self.factors.items[ids])
         elif self.factors is not None and self.ann_config.threshold and self.num_items > self.ann_config.threshold:
             self.ann = AnnIndex(self.factors.items, self.ann_config)
+        release_freed_memory()  # tables grew: hand the freed blocks back (the heap fragments otherwise)
 
 
 def _saved_method(meta: dict[str, Any], path: Path) -> tuple[str, dict[str, Any], str]:

@@ -35,6 +35,7 @@ from padrec.models.backbones.base import BACKBONES, build_backbone
 from padrec.models.experts import Expert
 from padrec.models.gating import GateContext, build_gate
 from padrec.models.items import ConcatFusion, IDEmbedding, TextMLP
+from padrec.models.items.precomputed import grow_rows
 
 
 def _run(fn, frozen: bool, *args: torch.Tensor) -> torch.Tensor:
@@ -303,7 +304,14 @@ class PAD(Method):
         def query(histories: torch.Tensor) -> torch.Tensor:
             return torch.cat([ex.sequence_vector(histories) for ex in experts], dim=-1)
 
-        return ScoreFactors(torch.cat(tables, dim=1), query, parts)
+        def rows(ids: torch.Tensor) -> torch.Tensor:
+            cols = [ex.items.all()[ids] for ex in experts]
+            if self.phase == "disentangle":
+                w = self._gate_weights(ids.device)[ids]
+                cols = [w[:, i : i + 1] * c for i, c in enumerate(cols)]
+            return torch.cat(cols, dim=1)
+
+        return ScoreFactors(torch.cat(tables, dim=1), query, parts, rows)
 
     @torch.no_grad()
     def add_items(self, ids: torch.Tensor, text: torch.Tensor) -> None:
@@ -317,14 +325,17 @@ class PAD(Method):
         new = torch.arange(old_n + 1, self.num_items + 1, device=self.serving_gate.device)
         bucket = getattr(self.gate, "bucket", None)
         if isinstance(bucket, torch.Tensor):
-            coldest = self.context.item_stats.num_buckets - 1  # gates store buckets from 0
-            self.gate.bucket = torch.cat([bucket, bucket.new_full((len(new),), coldest)])
+            bucket = grow_rows(bucket, self.num_items + 1)
+            bucket[new] = self.context.item_stats.num_buckets - 1  # gates store buckets from 0
+            self.gate.bucket = bucket
         experts = [self.expert(e) for e in self.config.experts]
         w = self.gate.weights(new, [ex.items.all()[new] for ex in experts])
         reads = torch.tensor([ex.items.reads_text for ex in experts], device=w.device, dtype=w.dtype)
         w = w * reads
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
-        self.serving_gate = torch.cat([self.serving_gate, w.to(self.serving_gate.dtype)])
+        gate = grow_rows(self.serving_gate, self.num_items + 1)
+        gate[new] = w.to(gate.dtype)
+        self.serving_gate = gate
 
     def item_embeddings(self) -> dict[str, torch.Tensor]:
         out = {

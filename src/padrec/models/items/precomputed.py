@@ -9,10 +9,28 @@ from padrec.models.items.base import ItemRepresentation
 
 
 def grow_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
-    """``table`` (R×d) with zero rows appended up to ``rows`` rows (unchanged when R >= rows)."""
+    """``table`` (R×...) with zero rows appended up to ``rows`` rows (unchanged when R >= rows).
+
+    Growth is amortised: the result is a view of the first ``rows`` rows of a larger storage
+    (25% spare), so adding items one at a time does not copy the whole table each time (which
+    also fragments the heap: the resident size of a service adding items kept growing).
+    """
     if table.shape[0] >= rows:
         return table
-    return torch.cat([table, table.new_zeros(rows - table.shape[0], *table.shape[1:])])
+    base = table._base if getattr(table, "_base", None) is not None else None
+    if (
+        base is not None
+        and base.shape[0] >= rows
+        and base.shape[1:] == table.shape[1:]
+        and base.data_ptr() == table.data_ptr()
+    ):
+        out = base[:rows]
+        out[table.shape[0] :] = 0
+        return out
+    capacity = max(rows, table.shape[0] + table.shape[0] // 4 + 16)
+    storage = table.new_zeros(capacity, *table.shape[1:])
+    storage[: table.shape[0]] = table
+    return storage[:rows]
 
 
 class PrecomputedItems(ItemRepresentation):
