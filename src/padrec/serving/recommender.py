@@ -18,8 +18,6 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from padrec.models.items.precomputed import drop_text_adapters, grow_rows
 from padrec.rundir import check_complete
 from padrec.serving.ann import AnnConfig, AnnIndex
 from padrec.serving.catalog import Catalog
+from padrec.serving.locks import ReadWriteLock
 from padrec.serving.new_items import ItemTextEncoder, NewItem, NewItemError
 from padrec.training.checkpoint import load_weights
 from padrec.training.memory import release_freed_memory
@@ -54,48 +53,6 @@ class Recommendation:
     scores: list[float]
     latency_ms: float
     parts: dict[str, list[float]] | None = None
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer goes first (new readers wait for it), so a
-    steady stream of requests cannot starve ``add_items``. Not reentrant."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            try:
-                while self._writing or self._readers:
-                    self._cond.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
 
 
 class Recommender:
