@@ -27,34 +27,52 @@ Subcommands (each prints a table and writes one JSON file atomically to benchmar
 ``synthetic``
     The top-k stage over a synthetic catalogue of --items items (too large to train): an
     (N+1)×(E·D) float32 item matrix with PAD's layout (E expert blocks of D columns). Items
-    belong to --clusters categories (0: 0.55·sqrt(N), a fixed ratio to the index's ~4·sqrt(N)
-    lists); per expert block an item is its category centre plus Gaussian noise of relative
-    size --spread, scaled to unit length, then times a norm that follows its Zipf popularity
-    rank r (norm = (N/r)^--norm-exponent) and a per-item expert weight (Dirichlet(2), mean 1:
-    PAD's gate folded in). A query is, per block, the centre of a category drawn by popularity
-    plus the same noise. Row 0 is padding (zeros, never returned). The defaults (spread 2.6,
-    exponent -0.1) are fitted to ``runs/dev/pad1`` at its own size (8,347 items): its IVF
-    recall@10 curve over nprobe 1..32 (0.17 0.25 0.36 0.46 0.60 0.75), its norm spread and
+    belong to --clusters categories (0: 0.55·sqrt(N), a fixed ratio to the IVF index's
+    ~4·sqrt(N) lists); per expert block an item is its category centre plus Gaussian noise of
+    relative size --spread whose standard deviation along column j falls as (j+1)^-a
+    (a = --noise-decay: real item vectors have few dominant directions, and graph search
+    depends on that), scaled to unit length, then times a norm that follows its Zipf
+    popularity rank r (norm = (N/r)^--norm-exponent) and a per-item expert weight
+    (Dirichlet(2), mean 1: PAD's gate folded in). A query is, per block, the centre of a
+    category drawn by popularity plus the same noise. Row 0 is padding (zeros, never
+    returned). The defaults (spread 2.6, decay 0.7, exponent -0.1) are fitted to
+    ``runs/dev/pad1`` at its own size (8,347 items): its HNSW recall@10 over efSearch 16..256
+    (real 0.66 0.77 0.86 0.94 0.97, synthetic 0.66 0.79 0.88 0.94 0.97), its norm spread and
     its log-log norm-popularity slope (-0.10: PAD's gate gives cold items the long
-    text-expert vectors). --calibrate RUN repeats that comparison for any run and reports it
-    (``calibration``); --fit-spread then bisects --spread to the run and uses the fitted
-    value for everything after. How the structure scales from the run's size to N is an
-    assumption (categories ~ sqrt(N)), so the ANN recall at 1M is an estimate; the latency and
-    memory figures barely depend on it.
+    text-expert vectors). No setting of the two noise knobs reproduces its IVF curve as well:
+    over nprobe 1..32 real 0.15 0.23 0.34 0.45 0.57 0.73, synthetic 0.16 0.29 0.46 0.67 0.89
+    0.97, so the synthetic IVF recall is optimistic from nprobe 4 on; with isotropic noise
+    (--noise-decay 0, the earlier catalogue) IVF matches (0.21 .. 0.72) but HNSW finds
+    almost nothing (0.06 .. 0.28), far below the real 0.66 .. 0.97. --calibrate RUN repeats
+    the comparison for any run, for each --kinds index (``calibration``); --fit-decay then
+    bisects --noise-decay to the run's HNSW curve and --fit-spread (after it) --spread to its
+    IVF curve, each on the mean recall over the curve, and the fitted values are used for
+    everything after (--fit-spread is of use with --noise-decay 0; from decay ~0.5 on the
+    IVF curve barely moves with the spread and the fit runs to its bound). How the
+    structure scales from the run's size to N is an assumption (categories ~ sqrt(N), the
+    same noise spectrum), so the ANN recall at 1M is an estimate; the latency and memory
+    figures barely depend on it.
     Measures: exact top-k (one matmul, then ``Recommender._exact_top`` itself: non-finite and
-    padding scores to -inf, ``torch.topk``) one query at a time at each --threads-list value; builds
-    :class:`padrec.serving.ann.AnnIndex` (build seconds, RSS increase, the index's own size)
-    and its search latency and recall@10 against exact top-k at each --nprobe (recall as
-    :func:`padrec.serving.ann.recall_at_k`, cross-checked with it on the first 20 queries).
-    With --run, also end to end over HTTP: a server subprocess (this script's internal
-    ``serve-synthetic`` command: the same ``create_app`` and ``uvicorn.run`` as ``padrec
-    serve``) serves a Recommender whose method is the run's trained method (its backbones
-    compute the query from a real history, as in production) with the item matrix replaced by
-    the synthetic one (ids beyond the run's are ``syn-<i>``), once with exact top-k
-    (--http-modes exact) and once with the ANN index (ann, at --http-nprobe); then the latency
-    rows as above at --http-concurrency. HTTP recall is not measured (real queries against
-    synthetic items mean nothing); the stage's recall is. The server holds the matrix, the
-    ANN index (a copy) and a catalogue of N ids and titles.
+    padding scores to -inf, ``torch.topk``) one query at a time at each --threads-list value;
+    then per --kinds (hnsw, ivf; each built, timed and freed before the next) a
+    :class:`padrec.serving.ann.AnnIndex` built with max(--threads-list) threads (hnsw:
+    --hnsw-m, --ef-construction, AnnConfig's 32 and 80 by default; ivf: AnnConfig's lists):
+    build wall and CPU seconds, RSS increase and peak, the index's own size (hnsw: vectors
+    with the extra column, graph links, slot map), and its latency p50/p95/p99 and recall@10
+    against exact top-k at each --ef-search (hnsw) or --nprobe (ivf) value, through
+    ``Recommender._ann_top`` itself (the index's search, then the exact rescoring of its
+    hits; recall cross-checked with :func:`padrec.serving.ann.recall_at_k` on the first 20
+    queries). With --run, also end to end over HTTP: a server subprocess (this script's
+    internal ``serve-synthetic`` command: the same ``create_app`` and ``uvicorn.run`` as
+    ``padrec serve``) serves a Recommender whose method is the run's trained method (its
+    backbones compute the query from a real history, as in production) with the item matrix
+    replaced by the synthetic one (ids beyond the run's are ``syn-<i>``), once with exact
+    top-k (--http-modes exact) and once with the ANN index (ann: --http-ann-kind, hnsw by
+    default, at --http-ef-search or --http-nprobe, built at start-up with --http-threads
+    threads as ``padrec serve --threads`` does, so its start-up time includes the build);
+    then the latency rows as above at --http-concurrency. HTTP recall is not measured (real
+    queries against synthetic items mean nothing); the stage's recall is. The server holds
+    the matrix, the ANN index (a copy) and a catalogue of N ids and titles.
 
 ``soak RUN_DIR``
     A ``padrec serve`` subprocess under a fixed request rate (--rate per second, open loop:
@@ -82,25 +100,36 @@ Progress bars show rate and ETA. Run it alone on the machine: the client and the
 share the cores (2 here), so the client's CPU per request is reported beside the server's,
 and every row records the load average before and after.
 
-Exact commands (the measurement, about 10 + 20 + 2×11 minutes; results in
-benchmarks/results/):
-  python benchmarks/bench_serving.py latency runs/dev/pad1 runs/bench/zero_shot/pad_full_games \\
+Exact commands (the measurement, about 10 + 18 + 2×11 minutes; results in
+benchmarks/results/; RUN is the zero-shot PAD run, by default
+runs/bench/zero_shot/pad_full_prime_pantry from benchmarks/zero_shot_items.py):
+  python benchmarks/bench_serving.py latency runs/dev/pad1 runs/bench/zero_shot/pad_full_prime_pantry \\
       --concurrency 1,8,32 --requests 3000 --duration-s 60 --warmup 200 --threads 1 --client httpx,raw
   python benchmarks/bench_serving.py synthetic --items 1000000 --dim 64 --experts 3 --queries 200 \\
-      --threads-list 1,2 --nprobe 8,16,32,64 --calibrate runs/bench/zero_shot/pad_full_games --fit-spread \\
-      --run runs/bench/zero_shot/pad_full_games --http-concurrency 1,8,32 --http-requests 500 \\
-      --http-duration-s 60 --client httpx,raw
-  python benchmarks/bench_serving.py soak runs/bench/zero_shot/pad_full_games --minutes 10 \\
+      --threads-list 1,2 --kinds hnsw,ivf --ef-search 32,64,128,256,512 --nprobe 8,16,32,64 \\
+      --calibrate runs/bench/zero_shot/pad_full_prime_pantry --fit-decay \\
+      --run runs/bench/zero_shot/pad_full_prime_pantry --http-ann-kind hnsw --http-ef-search 128 \\
+      --http-concurrency 1,8,32 --http-requests 500 --http-duration-s 30 --client httpx,raw
+  python benchmarks/bench_serving.py soak runs/bench/zero_shot/pad_full_prime_pantry --minutes 10 \\
       --rate 50 --concurrency 8 --items-every-s 5 --items-batch 2
-  python benchmarks/bench_serving.py soak runs/bench/zero_shot/pad_full_games --minutes 10 \\
+  python benchmarks/bench_serving.py soak runs/bench/zero_shot/pad_full_prime_pantry --minutes 10 \\
       --rate 50 --concurrency 8 --items-every-s 5 --items-batch 2 \\
       --server-env MALLOC_MMAP_THRESHOLD_=1048576 --out benchmarks/results/serving_soak_mmap_threshold.json
+The synthetic run's parts, estimated on this 2-core machine: calibration ~1 min, catalogue
+and exact rows ~1 min, the HNSW build at 1M ~3.5 min with 2 threads (≈360 CPU s: measured
+57 / 126 CPU s at 200k / 400k items, growing ~n^1.15), IVF build ~2 min, the HTTP exact
+server ~4 min of rows, the HTTP ANN server ~6 min to start (its HNSW build on 1 thread)
+plus ~1 min of rows. The run dirs have fewer items than --ann-threshold (200,000), so
+latency and soak serve exact top-k unless given --ann-threshold; their --ann-kind,
+--ann-ef-search and --ann-nprobe pass through to ``padrec serve``.
 
 Quick checks (tiny settings):
   python benchmarks/bench_serving.py latency runs/dev/pad1 --requests 200 --concurrency 1,4 \\
       --client httpx,raw --out /tmp/serving_latency_dev.json
-  python benchmarks/bench_serving.py synthetic --items 100000 --queries 50 --calibrate runs/dev/pad1 \\
-      --run runs/dev/pad1 --http-concurrency 1,8 --http-requests 100 --out /tmp/serving_synthetic_dev.json
+  python benchmarks/bench_serving.py latency runs/dev/pad1 --requests 100 --concurrency 1 \\
+      --ann-threshold 1000 --ann-kind hnsw --ann-ef-search 64 --out /tmp/serving_latency_dev_ann.json
+  python benchmarks/bench_serving.py synthetic --items 50000 --queries 30 --calibrate runs/dev/pad1 \\
+      --fit-decay --run runs/dev/pad1 --http-concurrency 1,8 --http-requests 100 --out /tmp/serving_synthetic_dev.json
   python benchmarks/bench_serving.py soak runs/dev/pad1 --minutes 0.5 --rate 20 --window-s 10 \\
       --out /tmp/serving_soak_dev.json
 """
@@ -205,6 +234,14 @@ def proc_cpu_s(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's VmHWM to its current RSS (Linux: clear_refs 5); best effort."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -450,12 +487,13 @@ class Server:
             _LIVE.remove(self)
 
 
-def serve_command(run_dir: str, threads: int, ann_threshold: int | None, ann_nprobe: int | None) -> list[str]:
+def serve_command(run_dir: str, threads: int, args: argparse.Namespace) -> list[str]:
+    """``padrec serve`` with the ANN options of ``args`` that were given (the rest: its defaults)."""
     cmd = [sys.executable, "-m", "padrec", "serve", str(run_dir), "--host", HOST, "--threads", str(threads)]
-    if ann_threshold is not None:
-        cmd += ["--ann-threshold", str(ann_threshold)]
-    if ann_nprobe is not None:
-        cmd += ["--ann-nprobe", str(ann_nprobe)]
+    for name in ("ann_threshold", "ann_kind", "ann_ef_search", "ann_nprobe"):
+        value = getattr(args, name, None)
+        if value is not None:
+            cmd += ["--" + name.replace("_", "-"), str(value)]
     return cmd + ["--log-level", "warning"]
 
 
@@ -805,14 +843,23 @@ def latency_table(title: str, entries: list[tuple[str, dict[str, Any]]]):
 
 
 # --- latency ---------------------------------------------------------------------------------
-def in_process(run_dir: str, workload: Workload, threads: int, requests: int, duration_s: float, warmup: int):
-    """``Recommender.recommend`` of the same histories in this process (no HTTP)."""
+def serve_ann_config(args: argparse.Namespace):
+    """The :class:`AnnConfig` ``padrec serve`` builds from the ANN options of ``args``."""
+    from padrec.serving.ann import AnnConfig
+
+    names = {"ann_threshold": "threshold", "ann_kind": "kind", "ann_ef_search": "ef_search", "ann_nprobe": "nprobe"}
+    return AnnConfig(**{k: getattr(args, a) for a, k in names.items() if getattr(args, a, None) is not None})
+
+
+def in_process(run_dir: str, workload: Workload, threads: int, requests: int, duration_s: float, warmup: int, ann=None):
+    """``Recommender.recommend`` of the same histories in this process (no HTTP), with the
+    server's ANN settings ``ann``."""
     import torch
 
     from padrec.serving import Recommender
 
     t0 = time.perf_counter()
-    rec = Recommender.load(run_dir, num_threads=threads)
+    rec = Recommender.load(run_dir, num_threads=threads, ann=ann)
     load_s = time.perf_counter() - t0
     hs = workload.histories
     for i in range(warmup):
@@ -856,9 +903,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
             f"[bold]{run_dir}[/]: {meta.get('method')} over {meta['num_items']} items, "
             f"{len(work.bodies)} histories (load {loadavg()})"
         )
-        server = Server(
-            serve_command(run_dir, args.threads, args.ann_threshold, args.ann_nprobe), str(run_dir), env=args.server_env
-        )
+        server = Server(serve_command(run_dir, args.threads, args), str(run_dir), env=args.server_env)
         server.start()
         try:
             con.print(
@@ -890,7 +935,13 @@ def cmd_latency(args: argparse.Namespace) -> None:
             server.stop()
         if not args.skip_in_process:
             entry["in_process"] = in_process(
-                run_dir, work, args.threads, args.requests, args.duration_s, min(args.warmup, 200)
+                run_dir,
+                work,
+                args.threads,
+                args.requests,
+                args.duration_s,
+                min(args.warmup, 200),
+                serve_ann_config(args),
             )
         result["runs"].append(entry)
         entries.append((Path(run_dir).name, entry))
@@ -928,9 +979,12 @@ def synthetic_catalogue(
     norm_exponent: float,
     seed: int,
     queries: int = 0,
+    noise_decay: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N+1, E·D) float32 item matrix (row 0 zeros), (Q, E·D) queries and the items'
-    popularity (Zipf weights by internal id, for drawing queries). See the module docstring."""
+    popularity (Zipf weights by internal id, for drawing queries). See the module docstring.
+    ``noise_decay`` a: the noise's standard deviation along column j of a block is ∝ (j+1)^-a,
+    scaled so that its expected size stays ``spread`` (a = 0: isotropic noise)."""
     rng = np.random.default_rng(seed)
     n = num_items
     clusters = auto_clusters(n, clusters)
@@ -940,6 +994,8 @@ def synthetic_catalogue(
     category = rng.integers(0, clusters, size=n)
     gate = rng.gamma(2.0, 1.0, size=(n, experts))
     gate = (gate / gate.sum(1, keepdims=True) * experts).astype(np.float32)  # mean weight 1
+    shape = (np.arange(dim) + 1.0) ** -noise_decay
+    noise = (shape / np.sqrt((shape**2).mean()) * (spread / math.sqrt(dim))).astype(np.float32)
     items = np.zeros((n + 1, experts * dim), dtype=np.float32)
     centres = []
     chunk = 200_000
@@ -949,7 +1005,7 @@ def synthetic_catalogue(
         centres.append(c)
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            v = c[category[a:b]] + rng.standard_normal((b - a, dim), dtype=np.float32) * (spread / math.sqrt(dim))
+            v = c[category[a:b]] + rng.standard_normal((b - a, dim), dtype=np.float32) * noise
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             v *= (norm[a:b] * gate[a:b, e]).astype(np.float32)[:, None]
             items[1 + a : 1 + b, e * dim : (e + 1) * dim] = v
@@ -958,7 +1014,7 @@ def synthetic_catalogue(
         qrng = np.random.default_rng(seed + 1)
         cats = category[qrng.choice(n, size=queries, p=pop / pop.sum())]
         for e in range(experts):
-            v = centres[e][cats] + qrng.standard_normal((queries, dim), dtype=np.float32) * (spread / math.sqrt(dim))
+            v = centres[e][cats] + qrng.standard_normal((queries, dim), dtype=np.float32) * noise
             q[:, e * dim : (e + 1) * dim] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return items, q, pop
 
@@ -970,27 +1026,76 @@ def auto_clusters(num_items: int, clusters: int = 0) -> int:
 
 
 CLUSTERS_PER_SQRT_N = 0.55
-CURVE_NPROBE = (1, 2, 4, 8, 16, 32)
+KINDS = ("hnsw", "ivf")
+# the search setting each kind's calibration curve runs over
+CURVES = {"hnsw": ("ef_search", (16, 32, 64, 128, 256)), "ivf": ("nprobe", (1, 2, 4, 8, 16, 32))}
 
 
-def ann_curve(items, queries, seed: int) -> dict[str, Any]:
-    """recall@K of an :class:`AnnIndex` (default lists) against exact top-k at CURVE_NPROBE."""
+def ann_kinds(text: str) -> list[str]:
+    """'hnsw,ivf' -> ['hnsw', 'ivf'] (argparse type)."""
+    out = [x.strip() for x in text.split(",") if x.strip()]
+    if not out or any(x not in KINDS for x in out) or len(set(out)) < len(out):
+        raise argparse.ArgumentTypeError(f"expected hnsw and/or ivf, got '{text}'")
+    return out
+
+
+def set_threads(count: int) -> None:
+    """torch's and faiss' OpenMP thread counts (the wheels each bring a libgomp)."""
     import torch
 
-    from padrec.serving.ann import AnnConfig, AnnIndex
+    torch.set_num_threads(count)
+    try:
+        import faiss
 
-    index = AnnIndex(items, AnnConfig(threshold=1, seed=seed))
+        faiss.omp_set_num_threads(count)
+    except ImportError:
+        pass
+
+
+def ann_config(args: argparse.Namespace, kind: str, **extra: Any):
+    """The :class:`AnnConfig` of ``kind`` with this benchmark's build settings."""
+    from padrec.serving.ann import AnnConfig
+
+    return AnnConfig(
+        threshold=1, kind=kind, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, seed=args.seed, **extra
+    )
+
+
+def set_search(index, value: int) -> None:
+    """The per-query search setting of an :class:`AnnIndex`: efSearch (hnsw) or nprobe (ivf)."""
+    if index.kind == "hnsw":
+        index.index.hnsw.efSearch = value
+    else:
+        index.index.nprobe = min(value, index.nlist)
+
+
+def exact_top_ids(items, queries):
+    import torch
+
     with torch.inference_mode():
         s = queries @ items.t()
         s[:, 0] = float("-inf")
-        exact = torch.topk(s, K, dim=1).indices
+        return torch.topk(s, K, dim=1).indices
+
+
+def ann_curve(items, queries, kind: str, args: argparse.Namespace, exact=None) -> dict[str, Any]:
+    """recall@K of an :class:`AnnIndex` of ``kind`` (the benchmark's build settings; ivf:
+    default lists) against exact top-k over that kind's CURVES setting."""
+    from padrec.serving.ann import AnnIndex
+
+    exact = exact_top_ids(items, queries) if exact is None else exact
+    index = AnnIndex(items, ann_config(args, kind))
+    name, values = CURVES[kind]
     out = []
-    for nprobe in CURVE_NPROBE:
-        index.index.nprobe = min(nprobe, index.nlist)
+    for v in values:
+        set_search(index, v)
         _, found = index.search(queries, K)
         hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(exact, found))
         out.append(round(hits / (K * len(queries)), 4))
-    return {"nlist": index.nlist, "nprobe": list(CURVE_NPROBE), f"recall@{K}": out}
+    curve: dict[str, Any] = {name: list(values), f"recall@{K}": out, "mean": round(float(np.mean(out)), 4)}
+    if kind == "ivf":
+        curve["nlist"] = index.nlist
+    return curve
 
 
 def norm_stats(items, popularity: np.ndarray) -> dict[str, float]:
@@ -1004,15 +1109,31 @@ def norm_stats(items, popularity: np.ndarray) -> dict[str, float]:
     }
 
 
+def bisect(evaluate: Callable[[float], dict[str, Any]], kind: str, lo: float, hi: float, target: float, rising: bool):
+    """Bisect a catalogue parameter in [lo, hi] until ``kind``'s mean recall meets ``target``
+    (``rising``: recall grows with the parameter). Returns the trace and its closest entry."""
+    trace = []
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        r = evaluate(mid)
+        trace.append(r)
+        above = r["curves"][kind]["mean"] > target
+        lo, hi = (lo, mid) if above == rising else (mid, hi)
+    return trace, min(trace, key=lambda r: abs(r["curves"][kind]["mean"] - target))
+
+
 def calibrate(args: argparse.Namespace, con) -> dict[str, Any]:
-    """The synthetic catalogue against a real run at the run's size: IVF recall curves (real
-    queries from popularity-drawn histories through the run's backbones) and norm statistics;
-    with --fit-spread, bisects --spread until the synthetic mean recall over the curve matches."""
+    """The synthetic catalogue against a real run at the run's size: recall curves of each
+    --kinds index (real queries from popularity-drawn histories through the run's backbones)
+    and norm statistics; --fit-decay bisects --noise-decay to the run's HNSW curve, then
+    --fit-spread bisects --spread to its IVF curve (at that decay), each on the mean recall
+    over the curve."""
     import torch
 
     from padrec.serving import Recommender
 
     rec = Recommender.load(args.calibrate, num_threads=max(args.threads_list))
+    set_threads(max(args.threads_list))
     if rec.factors is None:
         raise SystemExit(f"{args.calibrate}: the method has no score factors")
     meta = read_meta(args.calibrate)
@@ -1021,65 +1142,88 @@ def calibrate(args: argparse.Namespace, con) -> dict[str, Any]:
         queries = rec.factors.query(rec._histories(work.histories))
     n = rec.num_items
     freq = np.asarray((meta.get("item_stats") or {}).get("train_frequency") or [1] * (n + 1), dtype=np.float64)
-    real = {"num_items": n, "dim": int(rec.factors.items.shape[1]), **ann_curve(rec.factors.items, queries, args.seed)}
-    real["norms"] = norm_stats(rec.factors.items, freq[1 : n + 1] + 1.0)
+    exact = exact_top_ids(rec.factors.items, queries)
+    real: dict[str, Any] = {
+        "num_items": n,
+        "dim": int(rec.factors.items.shape[1]),
+        "curves": {kind: ann_curve(rec.factors.items, queries, kind, args, exact) for kind in args.kinds},
+        "norms": norm_stats(rec.factors.items, freq[1 : n + 1] + 1.0),
+    }
 
-    def synthetic(spread: float) -> dict[str, Any]:
+    def synthetic(spread: float, decay: float, kinds: Sequence[str]) -> dict[str, Any]:
         it, q, pop = synthetic_catalogue(
-            n, args.dim, args.experts, args.clusters, spread, args.norm_exponent, args.seed, len(queries)
+            n, args.dim, args.experts, args.clusters, spread, args.norm_exponent, args.seed, len(queries), decay
         )
-        it_t = torch.from_numpy(it)
+        it_t, q_t = torch.from_numpy(it), torch.from_numpy(q)
+        ex = exact_top_ids(it_t, q_t)
         return {
             "spread": round(spread, 4),
-            **ann_curve(it_t, torch.from_numpy(q), args.seed),
+            "noise_decay": round(decay, 4),
+            "curves": {kind: ann_curve(it_t, q_t, kind, args, ex) for kind in kinds},
             "norms": norm_stats(it_t, pop),
         }
 
-    target = float(np.mean(real[f"recall@{K}"]))
     out: dict[str, Any] = {
         "run": str(args.calibrate),
         "clusters_at_run_size": auto_clusters(n, args.clusters),
+        "hnsw_m": args.hnsw_m,
+        "ef_construction": args.ef_construction,
         "real": real,
-        "synthetic_given_spread": synthetic(args.spread),
+        "synthetic_given": synthetic(args.spread, args.noise_decay, args.kinds),
     }
-    if args.fit_spread:
-        lo, hi, trace = 0.5, 6.0, []
-        for _ in range(9):  # recall falls as the spread grows
-            mid = (lo + hi) / 2
-            r = synthetic(mid)
-            trace.append(r)
-            lo, hi = (mid, hi) if float(np.mean(r[f"recall@{K}"])) > target else (lo, mid)
-        best = min(trace, key=lambda r: abs(float(np.mean(r[f"recall@{K}"])) - target))
-        out["fit_trace"], out["fitted_spread"] = trace, best["spread"]
-        out["synthetic_fitted"] = best
+    if args.fit_decay:  # HNSW recall grows as the noise concentrates in fewer directions
+        target = real["curves"]["hnsw"]["mean"]
+        trace, best = bisect(lambda d: synthetic(args.spread, d, ["hnsw"]), "hnsw", 0.0, 2.0, target, True)
+        out["fit_decay_trace"], out["fitted_noise_decay"] = trace, best["noise_decay"]
+        args.noise_decay = best["noise_decay"]
+    if args.fit_spread:  # IVF recall falls as the spread grows
+        target = real["curves"]["ivf"]["mean"]
+        trace, best = bisect(lambda s: synthetic(s, args.noise_decay, ["ivf"]), "ivf", 0.5, 6.0, target, False)
+        out["fit_spread_trace"], out["fitted_spread"] = trace, best["spread"]
         args.spread = best["spread"]
+    if args.fit_decay or args.fit_spread:
+        out["synthetic_fitted"] = synthetic(args.spread, args.noise_decay, args.kinds)
     from rich.table import Table
 
-    t = Table(title=f"calibration at {n} items: recall@{K} of AnnIndex ({real['nlist']} lists) vs nprobe")
-    t.add_column("catalogue")
-    for p_ in CURVE_NPROBE:
-        t.add_column(str(p_), justify="right")
-    t.add_column("log-norm std", justify="right")
-    t.add_column("norm~pop slope", justify="right")
     rows = [("real " + Path(str(args.calibrate)).name, real)]
-    rows.append((f"synthetic spread {out['synthetic_given_spread']['spread']}", out["synthetic_given_spread"]))
+    given = out["synthetic_given"]
+    rows.append((f"synthetic spread {given['spread']} decay {given['noise_decay']}", given))
     if "synthetic_fitted" in out:
-        rows.append((f"synthetic fitted spread {out['fitted_spread']}", out["synthetic_fitted"]))
-    for name, r in rows:
-        t.add_row(
-            name,
-            *[fmt(x, 3) for x in r[f"recall@{K}"]],
-            fmt(r["norms"]["log_norm_std"], 3),
-            fmt(r["norms"]["slope_log_norm_vs_log_popularity"], 3),
-        )
-    con.print(t)
+        fitted = out["synthetic_fitted"]
+        rows.append((f"synthetic fitted: spread {fitted['spread']} decay {fitted['noise_decay']}", fitted))
+    for kind in args.kinds:
+        name, values = CURVES[kind]
+        what = f"{real['curves'][kind]['nlist']} lists, nprobe" if kind == "ivf" else "efSearch"
+        t = Table(title=f"calibration at {n} items: recall@{K} of AnnIndex {kind} vs {what}")
+        t.add_column("catalogue")
+        for v in values:
+            t.add_column(str(v), justify="right")
+        for col in ("mean", "log-norm std", "norm~pop slope"):
+            t.add_column(col, justify="right")
+        for label, r in rows:
+            c = r["curves"][kind]
+            t.add_row(
+                label,
+                *[fmt(x, 3) for x in c[f"recall@{K}"]],
+                fmt(c["mean"], 3),
+                fmt(r["norms"]["log_norm_std"], 3),
+                fmt(r["norms"]["slope_log_norm_vs_log_popularity"], 3),
+            )
+        con.print(t)
     return out
 
 
 def ann_index_bytes(index) -> int:
-    """Memory of an IVF-flat index's own data: vectors, ids and centroids."""
+    """Memory of an :class:`AnnIndex`'s faiss data: IVF vectors, ids and centroids; HNSW
+    vectors (one column more), graph links and levels, and the slot → item map."""
+    faiss = __import__("faiss")
     inner = index.index
-    return int(inner.ntotal * (inner.code_size + 8) + inner.nlist * inner.d * 4)
+    if index.kind == "ivf":
+        return int(inner.ntotal * (inner.code_size + 8) + inner.nlist * inner.d * 4)
+    h = inner.hnsw
+    storage = faiss.downcast_index(inner.storage)
+    graph = h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4
+    return int(inner.ntotal * storage.code_size + graph + index.slot_item.nbytes)
 
 
 def time_queries(
@@ -1108,23 +1252,36 @@ def exact_top(items, queries, i: int) -> set[int]:
     return set(ids[0].tolist())
 
 
-def ann_top(index, queries, i: int) -> set[int]:
-    _, ids = index.search(queries[i : i + 1], K)
+def ann_top(service, queries, i: int) -> set[int]:
+    """ANN top-k of query ``i`` through ``Recommender._ann_top`` itself (the index's search,
+    then the exact rescoring of its hits), on a stand-in that holds only what it reads."""
+    from padrec.serving.recommender import Recommender
+
+    _, ids = Recommender._ann_top(service, queries[i : i + 1], [[]], K, False, None)
     return set(ids[0].tolist())
 
 
 def synthetic_stage(args: argparse.Namespace, con) -> dict[str, Any]:
-    """The top-k stage: catalogue, exact rows, ANN build and rows (freed on return)."""
+    """The top-k stage: catalogue, exact rows, then per --kinds an index built, timed and
+    freed before the next (so each one's memory is its own)."""
     import torch
 
-    from padrec.serving.ann import AnnConfig, AnnIndex, recall_at_k
+    from padrec.serving.ann import AnnIndex, recall_at_k
 
     out: dict[str, Any] = {}
-    torch.set_num_threads(max(args.threads_list))
+    set_threads(max(args.threads_list))
     rss0 = proc_mb(os.getpid(), "VmRSS")
     t0 = time.perf_counter()
     items_np, q_np, _ = synthetic_catalogue(
-        args.items, args.dim, args.experts, args.clusters, args.spread, args.norm_exponent, args.seed, args.queries
+        args.items,
+        args.dim,
+        args.experts,
+        args.clusters,
+        args.spread,
+        args.norm_exponent,
+        args.seed,
+        args.queries,
+        args.noise_decay,
     )
     items, queries = torch.from_numpy(items_np), torch.from_numpy(q_np)
     norms = items[1:].norm(dim=1)
@@ -1133,6 +1290,7 @@ def synthetic_stage(args: argparse.Namespace, con) -> dict[str, Any]:
         "dim": items.shape[1],
         "clusters": auto_clusters(args.items, args.clusters),
         "spread": args.spread,
+        "noise_decay": args.noise_decay,
         "norm_exponent": args.norm_exponent,
         "generate_s": round(time.perf_counter() - t0, 3),
         "matrix_mb": round(items_np.nbytes / 2**20, 1),
@@ -1151,7 +1309,7 @@ def synthetic_stage(args: argparse.Namespace, con) -> dict[str, Any]:
     exact_ids: list[set[int]] = []
     with progress_bar() as bar, torch.inference_mode():
         for t in args.threads_list:
-            torch.set_num_threads(t)
+            set_threads(t)
             task = bar.add_task(f"exact top-{K}, {t} thread(s)", total=args.queries)
             ms, ids = time_queries(
                 lambda i: exact_top(items, queries, i), args.queries, args.warmup, lambda t=task: bar.advance(t)
@@ -1160,56 +1318,106 @@ def synthetic_stage(args: argparse.Namespace, con) -> dict[str, Any]:
             exact_rows.append({"threads": t, "latency_ms": pct(ms), "loadavg_after": loadavg()})
     out["exact"] = exact_rows
 
-    # ANN index
-    torch.set_num_threads(max(args.threads_list))  # faiss follows torch's OpenMP thread count
-    rss1, hwm1 = proc_mb(os.getpid(), "VmRSS"), proc_mb(os.getpid(), "VmHWM")
-    con.print(f"building AnnIndex over {args.items} items ({torch.get_num_threads()} thread(s)) ...")
-    t0 = time.perf_counter()
-    config = AnnConfig(threshold=1, nprobe=args.nprobe[0], seed=args.seed)
-    index = AnnIndex(items, config)
-    build_s = time.perf_counter() - t0
-    rss2, hwm2 = proc_mb(os.getpid(), "VmRSS"), proc_mb(os.getpid(), "VmHWM")
+    out["ann"] = {}
     sub = min(20, args.queries)
-    ann_rows = []
-    with progress_bar() as bar:
-        for nprobe in args.nprobe:
-            index.index.nprobe = min(nprobe, index.nlist)
-            recall_check = round(recall_at_k(index, items, queries[:sub], K), 4)
-            for t in args.threads_list:
-                torch.set_num_threads(t)
-                task = bar.add_task(f"ANN nprobe {nprobe}, {t} thread(s)", total=args.queries)
-                ms, found = time_queries(
-                    lambda i: ann_top(index, queries, i), args.queries, args.warmup, lambda t=task: bar.advance(t)
-                )
-                hits = [len(f & e) for f, e in zip(found, exact_ids)]
-                ann_rows.append(
-                    {
-                        "nprobe": nprobe,
-                        "threads": t,
-                        "latency_ms": pct(ms),
-                        f"recall@{K}": round(sum(hits) / (K * len(hits)), 4),
-                        f"recall@{K}_first{sub}": round(sum(hits[:sub]) / (K * sub), 4),
-                        f"recall@{K}_first{sub}_padrec_recall_at_k": recall_check,
-                        "loadavg_after": loadavg(),
-                    }
-                )
-    out["ann"] = {
-        "index": "faiss IndexIVFFlat, inner product",
-        "nlist": index.nlist,
-        "train_size": min(args.items, config.train_size) if config.train_size else args.items,
-        "build_s": round(build_s, 3),
-        "build_threads": max(args.threads_list),
-        "index_mb": round(ann_index_bytes(index) / 2**20, 1),
-        "rss_increase_mb": round((rss2 or 0) - (rss1 or 0), 1),
-        "peak_rss_increase_mb": round((hwm2 or 0) - (hwm1 or 0), 1),
-        "rows": ann_rows,
-    }
+    for kind in args.kinds:
+        param, values = ("ef_search", args.ef_search) if kind == "hnsw" else ("nprobe", args.nprobe)
+        set_threads(max(args.threads_list))
+        gc.collect()
+        reset_peak_rss()  # VmHWM from here: this kind's build only
+        rss1, hwm1 = proc_mb(os.getpid(), "VmRSS"), proc_mb(os.getpid(), "VmHWM")
+        con.print(f"building AnnIndex {kind} over {args.items} items ({max(args.threads_list)} thread(s)) ...")
+        load0, cpu0, t0 = loadavg(), time.process_time(), time.perf_counter()
+        config = ann_config(args, kind)
+        index = AnnIndex(items, config)
+        build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+        rss2, hwm2 = proc_mb(os.getpid(), "VmRSS"), proc_mb(os.getpid(), "VmHWM")
+        service = _AnnService(index, items)
+        rows = []
+        with progress_bar() as bar:
+            for value in values:
+                set_search(index, value)
+                recall_check = round(recall_at_k(index, items, queries[:sub], K), 4)
+                for t in args.threads_list:
+                    set_threads(t)
+                    task = bar.add_task(f"ANN {kind} {param} {value}, {t} thread(s)", total=args.queries)
+                    ms, found = time_queries(
+                        lambda i, s=service: ann_top(s, queries, i),
+                        args.queries,
+                        args.warmup,
+                        lambda t=task: bar.advance(t),
+                    )
+                    hits = [len(f & e) for f, e in zip(found, exact_ids)]
+                    rows.append(
+                        {
+                            param: value,
+                            "threads": t,
+                            "latency_ms": pct(ms),
+                            f"recall@{K}": round(sum(hits) / (K * len(hits)), 4),
+                            f"recall@{K}_first{sub}": round(sum(hits[:sub]) / (K * sub), 4),
+                            f"recall@{K}_first{sub}_padrec_recall_at_k": recall_check,
+                            "loadavg_after": loadavg(),
+                        }
+                    )
+        entry: dict[str, Any] = {"kind": kind, "param": param}
+        if kind == "hnsw":
+            entry["index"] = "faiss IndexHNSWFlat, L2 over items augmented to inner-product order"
+            entry.update(hnsw_m=config.hnsw_m, ef_construction=config.ef_construction, dim=index.dim + 1)
+        else:
+            entry["index"] = "faiss IndexIVFFlat, inner product"
+            entry.update(nlist=index.nlist, train_size=min(args.items, config.train_size) or args.items)
+        entry.update(
+            {
+                "build_s": round(build_s, 3),
+                "build_cpu_s": round(build_cpu_s, 3),
+                "build_threads": max(args.threads_list),
+                "build_loadavg_before_after": [load0, loadavg()],
+                "index_mb": round(ann_index_bytes(index) / 2**20, 1),
+                "rss_increase_mb": round((rss2 or 0) - (rss1 or 0), 1),
+                "peak_rss_increase_mb": round((hwm2 or 0) - (hwm1 or 0), 1),
+                "rows": rows,
+            }
+        )
+        out["ann"][kind] = entry
+        con.print(
+            f"  {kind}: built in {build_s:.1f} s ({build_cpu_s:.1f} CPU s), index {entry['index_mb']} MB, "
+            f"RSS +{entry['rss_increase_mb']} MB"
+        )
+        del service, index
     return out
+
+
+class _AnnService:
+    """What ``Recommender._ann_top`` reads: the index, the item matrix and the device."""
+
+    def __init__(self, index, items) -> None:
+        import torch
+
+        from padrec.methods.base import ScoreFactors
+
+        self.ann, self.device = index, torch.device("cpu")
+        self.factors = ScoreFactors(items, lambda h: h, {})
+
+
+def http_command(args: argparse.Namespace, mode: str) -> list[str]:
+    """The ``serve-synthetic`` server of ``mode`` (exact, or ann of --http-ann-kind)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "serve-synthetic", str(args.run)]
+    for name in ("items", "dim", "experts", "clusters", "spread", "noise_decay", "norm_exponent", "seed"):
+        cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    cmd += ["--threads", str(args.http_threads), "--ann-threshold", "0" if mode == "exact" else "1"]
+    cmd += ["--ann-kind", args.http_ann_kind, "--ann-ef-search", str(args.http_ef_search)]
+    cmd += ["--ann-nprobe", str(args.http_nprobe), "--hnsw-m", str(args.hnsw_m)]
+    return cmd + ["--ef-construction", str(args.ef_construction)]
 
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
     con = console()
     out = Path(args.out)
+    if (args.fit_spread or args.fit_decay) and not args.calibrate:
+        raise SystemExit("--fit-spread and --fit-decay need --calibrate RUN")
+    for flag, kind in (("--fit-decay", "hnsw"), ("--fit-spread", "ivf")):
+        if getattr(args, flag[2:].replace("-", "_")) and kind not in args.kinds:
+            raise SystemExit(f"{flag} fits the {kind} curve: add {kind} to --kinds")
     result: dict[str, Any] = {
         "benchmark": "top-k stage over a synthetic PAD-like catalogue (+ HTTP end to end over a real run's backbones)",
         "environment": environment(),
@@ -1218,6 +1426,7 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
     if args.calibrate:
         result["calibration"] = calibrate(args, con)
         result["settings"]["spread_used"] = args.spread
+        result["settings"]["noise_decay_used"] = args.noise_decay
         gc.collect()
     result.update(synthetic_stage(args, con))
     gc.collect()
@@ -1230,34 +1439,14 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
         work = make_workload(meta, args.histories, args.seed)
         result["http"] = {"run": str(args.run), "method": meta.get("method"), "modes": []}
         for mode in args.http_modes:
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "serve-synthetic",
-                str(args.run),
-                "--items",
-                str(args.items),
-                "--dim",
-                str(args.dim),
-                "--experts",
-                str(args.experts),
-                "--clusters",
-                str(args.clusters),
-                "--spread",
-                str(args.spread),
-                "--norm-exponent",
-                str(args.norm_exponent),
-                "--seed",
-                str(args.seed),
-                "--threads",
-                str(args.http_threads),
-                "--ann-threshold",
-                "0" if mode == "exact" else "1",
-                "--ann-nprobe",
-                str(args.http_nprobe),
-            ]
-            con.print(f"[bold]HTTP, {mode} top-k[/]: starting the synthetic server (builds the catalogue) ...")
-            server = Server(cmd, f"synthetic {mode}", startup_timeout_s=args.startup_timeout_s, env=args.server_env)
+            label = mode if mode == "exact" else f"ann {args.http_ann_kind}"
+            con.print(f"[bold]HTTP, {label} top-k[/]: starting the synthetic server (builds the catalogue) ...")
+            server = Server(
+                http_command(args, mode),
+                f"synthetic {label}",
+                startup_timeout_s=args.startup_timeout_s,
+                env=args.server_env,
+            )
             server.start()
             try:
                 con.print(
@@ -1266,7 +1455,9 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
                 )
                 entry: dict[str, Any] = {
                     "mode": mode,
-                    "nprobe": args.http_nprobe if mode == "ann" else None,
+                    "ann_kind": args.http_ann_kind if mode == "ann" else None,
+                    "ef_search": args.http_ef_search if mode == "ann" and args.http_ann_kind == "hnsw" else None,
+                    "nprobe": args.http_nprobe if mode == "ann" and args.http_ann_kind == "ivf" else None,
                     "health": server.health,
                     "server": {"command": server.cmd, "startup_s": round(server.startup_s, 3)},
                 }
@@ -1279,7 +1470,7 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
                         args.http_duration_s,
                         args.http_warmup,
                         args.timeout_s,
-                        f"synthetic {mode}",
+                        f"synthetic {label}",
                         args.client,
                     )
                 )
@@ -1292,13 +1483,21 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
             latency_table(
                 f"HTTP end to end, {args.items} synthetic items",
                 [
-                    (f"{e['mode']} (peak RSS {fmt(e['server']['peak_rss_mb'], 0)} MB)", e)
+                    (f"{http_label(e)} (peak RSS {fmt(e['server']['peak_rss_mb'], 0)} MB)", e)
                     for e in result["http"]["modes"]
                 ],
             )
         )
     write_json(out, result)
     con.print(f"wrote {out}")
+
+
+def http_label(entry: dict[str, Any]) -> str:
+    if entry["mode"] == "exact":
+        return "exact"
+    if entry.get("ann_kind") == "ivf":
+        return f"ann ivf nprobe {entry['nprobe']}"
+    return f"ann hnsw ef {entry['ef_search']}"
 
 
 def synthetic_tables(con, result: dict[str, Any]) -> None:
@@ -1318,23 +1517,27 @@ def synthetic_tables(con, result: dict[str, Any]) -> None:
             fmt(lat["mean"]),
             "1",
         )
-    for row in result["ann"]["rows"]:
-        lat = row["latency_ms"]
-        t.add_row(
-            f"ANN nprobe {row['nprobe']}",
-            str(row["threads"]),
-            fmt(lat["p50"]),
-            fmt(lat["p95"]),
-            fmt(lat["p99"]),
-            fmt(lat["mean"]),
-            fmt(row[f"recall@{K}"], 4),
+    captions = []
+    for kind, a in result["ann"].items():
+        short = "efSearch" if kind == "hnsw" else "nprobe"
+        for row in a["rows"]:
+            lat = row["latency_ms"]
+            t.add_row(
+                f"ANN {kind} {short} {row[a['param']]}",
+                str(row["threads"]),
+                fmt(lat["p50"]),
+                fmt(lat["p95"]),
+                fmt(lat["p99"]),
+                fmt(lat["mean"]),
+                fmt(row[f"recall@{K}"], 4),
+            )
+        what = f"M {a['hnsw_m']}, efConstruction {a['ef_construction']}" if kind == "hnsw" else f"nlist {a['nlist']}"
+        captions.append(
+            f"{kind} ({what}): built in {a['build_s']:.1f} s ({a['build_cpu_s']:.1f} CPU s, {a['build_threads']} "
+            f"threads), index {a['index_mb']} MB, RSS +{a['rss_increase_mb']} MB (peak +{a['peak_rss_increase_mb']} MB)"
         )
-    a = result["ann"]
-    t.caption = (
-        f"ANN: IVF-flat, nlist {a['nlist']}, built in {a['build_s']:.1f} s ({a['build_threads']} threads), "
-        f"index {a['index_mb']} MB, RSS +{a['rss_increase_mb']} MB (peak +{a['peak_rss_increase_mb']} MB); "
-        f"matrix {result['catalogue']['matrix_mb']} MB"
-    )
+    captions.append(f"matrix {result['catalogue']['matrix_mb']} MB; ANN rows include the service's exact rescoring")
+    t.caption = "\n".join(captions)
     con.print(t)
 
 
@@ -1356,7 +1559,14 @@ def cmd_serve_synthetic(args: argparse.Namespace) -> None:
     if args.items < base_n:
         raise SystemExit(f"--items must be at least the run's {base_n} items (histories use them)")
     items_np, _, _ = synthetic_catalogue(
-        args.items, args.dim, args.experts, args.clusters, args.spread, args.norm_exponent, args.seed
+        args.items,
+        args.dim,
+        args.experts,
+        args.clusters,
+        args.spread,
+        args.norm_exponent,
+        args.seed,
+        noise_decay=args.noise_decay,
     )
     items = torch.from_numpy(items_np)
     real_query = base.factors.query
@@ -1402,7 +1612,15 @@ def cmd_serve_synthetic(args: argparse.Namespace) -> None:
         exclude_history=base.exclude_history,
         item_ids=ids,
         titles=titles,
-        ann=AnnConfig(threshold=args.ann_threshold, nprobe=args.ann_nprobe, seed=args.seed),
+        ann=AnnConfig(
+            threshold=args.ann_threshold,
+            kind=args.ann_kind,
+            hnsw_m=args.hnsw_m,
+            ef_construction=args.ef_construction,
+            ef_search=args.ann_ef_search,
+            nprobe=args.ann_nprobe,
+            seed=args.seed,
+        ),
         meta={**base.meta, "method": f"{base.meta.get('method')} (synthetic items)"},
     )
     app = create_app(rec)
@@ -1429,7 +1647,7 @@ def cmd_soak(args: argparse.Namespace) -> None:
     duration = args.minutes * 60
     rng = np.random.default_rng(args.seed + 7)
     server = Server(
-        serve_command(args.run_dir, args.threads, args.ann_threshold, args.ann_nprobe),
+        serve_command(args.run_dir, args.threads, args),
         args.run_dir,
         env=args.server_env,
     )
@@ -1712,6 +1930,8 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--warmup", type=int, default=200, help="unrecorded requests first (200)")
     lat.add_argument("--threads", type=int, default=1, help="padrec serve --threads (1)")
     lat.add_argument("--ann-threshold", type=int, default=None, help="padrec serve --ann-threshold (its default)")
+    lat.add_argument("--ann-kind", choices=["hnsw", "ivf"], default=None, help="padrec serve --ann-kind (its default)")
+    lat.add_argument("--ann-ef-search", type=int, default=None, help="padrec serve --ann-ef-search (its default)")
     lat.add_argument("--ann-nprobe", type=int, default=None, help="padrec serve --ann-nprobe (its default)")
     lat.add_argument("--skip-in-process", action="store_true", help="skip the Recommender.recommend rows")
     common(lat, "serving_latency.json")
@@ -1727,13 +1947,19 @@ def parser() -> argparse.ArgumentParser:
     syn.add_argument("--experts", type=positive(int), default=3, help="expert blocks E (3)")
     syn.add_argument("--clusters", type=int, default=0, help="item categories (0: 0.55·sqrt(N))")
     syn.add_argument("--spread", type=float, default=2.6, help="noise around the category centre (2.6)")
+    syn.add_argument("--noise-decay", type=float, default=0.7, help="noise sd along column j ∝ (j+1)^-this (0.7)")
     syn.add_argument("--norm-exponent", type=float, default=-0.1, help="item norm = (N/rank)^this (-0.1)")
     syn.add_argument("--calibrate", default=None, help="a finished run: compare with it at its size (see docstring)")
-    syn.add_argument("--fit-spread", action="store_true", help="with --calibrate: fit --spread to the run")
+    syn.add_argument("--fit-decay", action="store_true", help="with --calibrate: fit --noise-decay to its HNSW curve")
+    syn.add_argument("--fit-spread", action="store_true", help="with --calibrate: fit --spread to its IVF curve")
     syn.add_argument("--queries", type=positive(int), default=200, help="timed queries per setting (200)")
     syn.add_argument("--warmup", type=int, default=10, help="unrecorded queries per setting (10)")
     syn.add_argument("--threads-list", type=ints, default=[1, 2], help="torch/faiss threads to time (1,2)")
-    syn.add_argument("--nprobe", type=ints, default=[8, 16, 32, 64], help="ANN nprobe values (8,16,32,64)")
+    syn.add_argument("--kinds", type=ann_kinds, default=list(KINDS), help="ANN indexes to measure (hnsw,ivf)")
+    syn.add_argument("--ef-search", type=ints, default=[32, 64, 128, 256], help="hnsw efSearch values (32,64,128,256)")
+    syn.add_argument("--nprobe", type=ints, default=[8, 16, 32, 64], help="ivf nprobe values (8,16,32,64)")
+    syn.add_argument("--hnsw-m", type=positive(int), default=32, help="hnsw graph degree M (32, AnnConfig's)")
+    syn.add_argument("--ef-construction", type=positive(int), default=80, help="hnsw efConstruction (80, AnnConfig's)")
     syn.add_argument("--run", default=None, help="a finished run: also serve the catalogue over HTTP with its method")
     syn.add_argument("--http-modes", type=http_modes, default=["exact", "ann"], help="exact and/or ann (exact,ann)")
     syn.add_argument("--http-concurrency", type=ints, default=[1, 8, 32], help="HTTP rows (1,8,32)")
@@ -1741,7 +1967,9 @@ def parser() -> argparse.ArgumentParser:
     syn.add_argument("--http-duration-s", type=positive(float), default=60.0, help="seconds per HTTP row at most (60)")
     syn.add_argument("--http-warmup", type=int, default=20, help="unrecorded HTTP requests (20)")
     syn.add_argument("--http-threads", type=int, default=1, help="server torch/faiss threads (1)")
-    syn.add_argument("--http-nprobe", type=int, default=32, help="server ANN nprobe (32, padrec serve's default)")
+    syn.add_argument("--http-ann-kind", choices=list(KINDS), default="hnsw", help="server ANN index (hnsw)")
+    syn.add_argument("--http-ef-search", type=positive(int), default=128, help="server hnsw efSearch (128, as serve)")
+    syn.add_argument("--http-nprobe", type=positive(int), default=32, help="server ivf nprobe (32, as padrec serve)")
     syn.add_argument("--startup-timeout-s", type=positive(float), default=900.0, help="server start-up limit (900)")
     common(syn, "serving_synthetic.json")
     syn.set_defaults(func=cmd_synthetic)
@@ -1761,6 +1989,8 @@ def parser() -> argparse.ArgumentParser:
     soak_p.add_argument("--warmup", type=int, default=100, help="unrecorded requests first (100)")
     soak_p.add_argument("--threads", type=int, default=1, help="padrec serve --threads (1)")
     soak_p.add_argument("--ann-threshold", type=int, default=None, help="padrec serve --ann-threshold")
+    soak_p.add_argument("--ann-kind", choices=["hnsw", "ivf"], default=None, help="padrec serve --ann-kind")
+    soak_p.add_argument("--ann-ef-search", type=int, default=None, help="padrec serve --ann-ef-search")
     soak_p.add_argument("--ann-nprobe", type=int, default=None, help="padrec serve --ann-nprobe")
     common(soak_p, "serving_soak.json", multi=False)
     soak_p.set_defaults(func=cmd_soak)
@@ -1771,10 +2001,15 @@ def parser() -> argparse.ArgumentParser:
     for name, kind in (("items", int), ("dim", int), ("experts", int), ("clusters", int), ("seed", int)):
         srv.add_argument(f"--{name}", type=kind, required=True)
     srv.add_argument("--spread", type=float, required=True)
+    srv.add_argument("--noise-decay", type=float, required=True)
     srv.add_argument("--norm-exponent", type=float, required=True)
     srv.add_argument("--threads", type=int, default=1)
     srv.add_argument("--ann-threshold", type=int, default=0)
+    srv.add_argument("--ann-kind", choices=list(KINDS), default="hnsw")
+    srv.add_argument("--ann-ef-search", type=int, default=128)
     srv.add_argument("--ann-nprobe", type=int, default=32)
+    srv.add_argument("--hnsw-m", type=int, default=32)
+    srv.add_argument("--ef-construction", type=int, default=80)
     srv.set_defaults(func=cmd_serve_synthetic)
     return p
 
