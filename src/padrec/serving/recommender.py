@@ -92,6 +92,9 @@ class Recommender:
         self.device = next(self.method.buffers()).device
         self.lock = ReadWriteLock()
         self._write = threading.Lock()  # one add_items at a time (id allocation)
+        # one forward pass at a time: concurrent requests on a few cores otherwise contend for
+        # the cores and the GIL, and throughput fell below a single client's (BENCHMARKS §8.2)
+        self._infer = threading.Lock()
         self.ann: AnnIndex | None = None
         self._refresh()
 
@@ -224,7 +227,7 @@ class Recommender:
         answer is that of the whole call."""
         self.check_k(k)
         exclude = self.exclude_history if exclude_history is None else exclude_history
-        with self.lock.read():
+        with self.lock.read(), self._infer:
             t0 = time.perf_counter()
             hist = self._histories(histories)
             if self.factors is not None:
