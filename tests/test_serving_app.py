@@ -726,5 +726,5 @@ def test_catalog_title_index_survives_renames():
     cat.set_item(1, "a", "Green Tea", new=False)
     assert cat.resolve("tea") == 2 and cat.resolve("green tea") == 1
     cat.set_item(4, "d", "Rice", new=True)
-    assert cat.resolve("rice") == 4 and cat.added == {4} and cat.search("e")[:2] == [4, 1] or True
+    assert cat.resolve("rice") == 4 and cat.added == {4}
     assert cat.search("tea") == [2, 1]

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         from padrec.training.memory import limit_malloc_arenas
 
         # request threads each get a malloc arena otherwise: resident memory then grows with
-        # every POST /items until the arenas fill (measured +120-170 MB; flat with 2 arenas)
+        # every POST /items until the arenas fill (BENCHMARKS.md §8.4)
         limit_malloc_arenas(2)
 
         rec = Recommender.load(

@@ -83,8 +83,6 @@ class Recommender:
         self.method = method.eval()
         self.max_len = max_len
         self.exclude_history = exclude_history
-        self.item_ids = item_ids
-        self.titles = titles
         self.catalog = Catalog(list(item_ids), list(titles)) if item_ids is not None and titles is not None else None
         self.text_encoder = text_encoder
         self.ann_config = ann or AnnConfig()
@@ -150,6 +148,16 @@ class Recommender:
     @property
     def num_items(self) -> int:
         return self.method.num_items
+
+    @property
+    def item_ids(self) -> list[str] | None:
+        """Raw item ids by internal id (None when the serving file predates them)."""
+        return self.catalog.item_ids if self.catalog is not None else None
+
+    @property
+    def titles(self) -> list[str] | None:
+        """Titles by internal id (None when the serving file predates them)."""
+        return self.catalog.titles if self.catalog is not None else None
 
     def _refresh(self) -> None:
         """Recompute the factored item matrix and (beyond the threshold) the ANN index."""
@@ -342,7 +350,6 @@ class Recommender:
                 for it, i, new in zip(items, ids, created):
                     title = it.title or (self.catalog.titles[i] if not new else it.id)
                     self.catalog.set_item(i, it.id, title, new)
-                self.item_ids, self.titles = self.catalog.item_ids, self.catalog.titles
                 self._update_index(id_t)
         return list(zip(ids, created))
 

@@ -44,8 +44,8 @@ _M_ARENA_MAX = -8
 def limit_malloc_arenas(count: int) -> bool:
     """Cap glibc's malloc arenas at ``count`` for the rest of the process (False where that is
     not available). A server answering on a pool of threads otherwise grows up to 8 arenas per
-    core, each keeping its own freed blocks: measured on ``padrec serve`` adding items from 40
-    request threads, resident memory rose 120-170 MB above its start before levelling off."""
+    core, each keeping its own freed blocks, and resident memory grows with every item added
+    from a request thread (BENCHMARKS.md §8.4)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
