@@ -174,6 +174,37 @@ def test_summarize_groups_buckets_head_tail():
     }
 
 
+def test_popularity_groups_count_whole_sequences_with_faerecs_edges():
+    """FAERec's groups 1-4, 5-9, 10-19, 20-49, 50+ of the target's full-sequence count."""
+    from padrec.data.stats import popularity_bin, popularity_bin_labels
+
+    assert popularity_bin_labels() == ["1-4", "5-9", "10-19", "20-49", "50+"]
+    assert popularity_bin(np.array([0, 1, 4, 5, 9, 10, 19, 20, 49, 50, 5000])).tolist() == [
+        -1,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+    ]
+    stats = make_stats(4, [1, 1, 2, 2], [0, 0, 2, 2], [1], num_buckets=2)
+    stats.full_frequency[1:] = [60, 3, 4, 12]  # train counts (zero here) must not matter
+    ranks = np.array([0, 3, 1, 4])
+    targets = np.array([1, 2, 3, 4])
+    s = summarize(ranks, targets, [2], 4, stats)
+    pop = s["by_popularity"]
+    assert list(pop) == ["1-4", "5-9", "10-19", "20-49", "50+"]
+    assert pop["1-4"]["users"] == 2 and pop["1-4"]["HR@2"] == pytest.approx(0.5)
+    assert pop["10-19"]["users"] == 1 and pop["10-19"]["HR@2"] == 0.0
+    assert pop["50+"]["NDCG@2"] == 1.0
+    assert pop["5-9"]["users"] == 0 and math.isnan(pop["5-9"]["HR@2"])
+
+
 # --------------------------------------------------------------------------- ranking
 # One user, items 1..6 scored [_, 0.9, 0.5, 0.7, -0.2, 0.1, -0.4], history {1, 3}.
 SCORES = np.array([[5.0, 0.9, 0.5, 0.7, -0.2, 0.1, -0.4]], dtype=np.float32)
@@ -371,6 +402,8 @@ def test_result_json_round_trip_and_main(tmp_path):
     assert res.main("bucket2/HR@2") == 0.0
     assert res.main("Coverage@2") == pytest.approx(3 / 4)
     assert res.main("cold/users") == 1
+    assert back.by_popularity.keys() == res.by_popularity.keys()
+    assert res.main("pop1-4/users") == res.by_popularity["1-4"]["users"]
     with pytest.raises(KeyError):
         res.main("NDCG@5")
     assert "per_user" not in res.to_dict(per_user=False)

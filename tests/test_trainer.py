@@ -125,3 +125,30 @@ def test_weights_round_trip(toy_dataset, tmp_path):
     h = torch.from_numpy(split.test.histories[:8])
     assert torch.allclose(method.score_all(h), other.score_all(h))
     assert json.loads((tmp_path / "m.json").read_text()) == {"note": "x"}
+
+
+def test_validate_from_trains_blind_then_selects_and_stops_from_there(toy_dataset, tmp_path):
+    """FAERec's release rule: no validation before ``validate_from``; best and patience from it."""
+    method, split = build(toy_dataset, loss="bce")
+    res = fit(method, split, tmp_path, epochs=9, validate_from=5, patience=2)
+    rows = res.history
+    assert all("valid_NDCG@10" not in r for r in rows[:4])
+    assert all("valid_NDCG@10" in r for r in rows[4:])
+    assert res.best_epoch >= 5
+    validated = [r["valid_NDCG@10"] for r in rows[4:]]
+    assert res.best_value == max(validated)
+    if res.stopped == "patience":  # two validations without improvement after the best
+        assert len(rows) == res.best_epoch + 2
+
+
+def test_validate_from_with_a_time_stop_before_it_still_returns_a_validated_model(toy_dataset, tmp_path):
+    method, split = build(toy_dataset, loss="bce")
+    res = fit(method, split, tmp_path, epochs=50, validate_from=40, max_minutes=1e-6)
+    assert res.stopped == "time" and res.best_epoch == 1
+    assert "valid_NDCG@10" in res.history[-1]
+    assert (tmp_path / "train" / "best.safetensors").exists()
+
+
+def test_validate_from_must_lie_within_the_epochs():
+    with pytest.raises(ValueError, match="validate_from"):
+        TrainConfig(epochs=10, validate_from=11)

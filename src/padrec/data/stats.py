@@ -17,6 +17,21 @@ from padrec.data.errors import DataError
 GROUP_NAMES = ("warm", "median", "cold")
 
 
+#: Lower edges of FAERec's popularity groups of a target item (interactions over whole
+#: sequences): 1-4, 5-9, 10-19, 20-49, 50+.
+POPULARITY_BIN_EDGES: tuple[int, ...] = (1, 5, 10, 20, 50)
+
+
+def popularity_bin_labels(edges: tuple[int, ...] = POPULARITY_BIN_EDGES) -> list[str]:
+    """Names of the groups ``edges`` define, e.g. ``["1-4", ..., "50+"]``."""
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+
+
+def popularity_bin(frequency: np.ndarray, edges: tuple[int, ...] = POPULARITY_BIN_EDGES) -> np.ndarray:
+    """Index into :func:`popularity_bin_labels` of each count (U,) -> (U,) int64; -1 below ``edges[0]``."""
+    return np.searchsorted(np.asarray(edges), np.asarray(frequency), side="right").astype(np.int64) - 1
+
+
 @dataclass
 class ItemStats:
     """Per-item statistics; every array has N+1 rows (row 0 = padding).

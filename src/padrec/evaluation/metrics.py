@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from padrec.data.stats import GROUP_NAMES, ItemStats
+from padrec.data.stats import GROUP_NAMES, ItemStats, popularity_bin, popularity_bin_labels
 
 RANKING_METRICS = ("HR", "NDCG")
 _METRIC_RE = re.compile(r"^(HR|NDCG|Coverage|TailCoverage)@([1-9][0-9]*)$")
@@ -142,7 +142,9 @@ def summarize(
         topk: (U, K_max) top-K lists for coverage; ``None`` skips coverage.
     Returns:
         dict with keys ``overall``, ``by_bucket`` ({1..B: row}), ``by_group`` (warm/median/cold),
-        ``head_tail`` (head/tail) and ``coverage`` (``Coverage@K``, ``TailCoverage@K``).
+        ``head_tail`` (head/tail), ``by_popularity`` (FAERec's groups of the target's count over
+        whole sequences: ``1-4``, ``5-9``, ``10-19``, ``20-49``, ``50+``) and ``coverage``
+        (``Coverage@K``, ``TailCoverage@K``).
     """
     ranks = np.asarray(ranks, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -151,6 +153,7 @@ def summarize(
         "by_bucket": {},
         "by_group": {},
         "head_tail": {},
+        "by_popularity": {},
         "coverage": {},
     }
     if item_stats is not None:
@@ -163,6 +166,8 @@ def summarize(
         )
         head = item_stats.is_head[targets].astype(np.int64)
         out["head_tail"] = grouped_metrics(ranks, head, {"head": 1, "tail": 0}, ks)
+        labels = {name: i for i, name in enumerate(popularity_bin_labels())}
+        out["by_popularity"] = grouped_metrics(ranks, popularity_bin(item_stats.full_frequency[targets]), labels, ks)
     if topk is not None:
         kmax = topk.shape[1]
         for k in ks:

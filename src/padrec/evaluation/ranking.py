@@ -225,6 +225,7 @@ def evaluate(
         by_group=summary["by_group"],
         head_tail=summary["head_tail"],
         coverage=summary["coverage"],
+        by_popularity=summary["by_popularity"],
         num_users=U,
         num_items=n_items,
         ks=list(cfg.ks),

@@ -64,6 +64,15 @@ def result_tables(result: EvalResult, title: str | None = None) -> list[Table]:
             t.add_row(name, str(int(row["users"])), *[_fmt(row[c]) for c in metric_cols])
         tables.append(t)
 
+    if result.by_popularity:
+        k = _main_k(result)
+        t = Table(title="By target popularity (interactions over whole sequences)")
+        for c in ("popularity", "users", f"HR@{k}", f"NDCG@{k}"):
+            t.add_column(c, justify="right")
+        for name, row in result.by_popularity.items():
+            t.add_row(name, str(int(row["users"])), _fmt(row[f"HR@{k}"]), _fmt(row[f"NDCG@{k}"]))
+        tables.append(t)
+
     if result.by_bucket:
         k = _main_k(result)
         t = Table(title="By target bucket (1 = warmest)")

@@ -9,7 +9,7 @@ it (NaN metrics of empty groups as ``null``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ class EvalResult:
         by_bucket: ``{b: {metric: value, "users": n}}`` by frequency bucket of the target, 1..B.
         by_group: same, keyed ``warm`` / ``median`` / ``cold`` (group of the target).
         head_tail: same, keyed ``head`` / ``tail`` (tail = target not among the head items).
+        by_popularity: same, keyed by FAERec's popularity group of the target (``1-4``, ``5-9``,
+            ``10-19``, ``20-49``, ``50+`` interactions over whole sequences); flat names
+            ``pop1-4/HR@10`` ...; empty in results written before it existed.
         coverage: ``Coverage@K`` and (with item stats) ``TailCoverage@K``.
         num_users: U; num_items: N.
         ks, history_handling, main_metric: the settings used.
@@ -72,13 +75,14 @@ class EvalResult:
     ranks: np.ndarray
     topk: np.ndarray | None = None
     seconds: float = 0.0
+    by_popularity: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def main(self, metric: str | None = None) -> float:
         """Value of ``metric`` (default: ``main_metric``).
 
         Accepts ``HR@K`` / ``NDCG@K`` (overall), ``Coverage@K`` / ``TailCoverage@K``, and a
         group-qualified ``warm/…``, ``median/…``, ``cold/…``, ``head/…``, ``tail/…`` or
-        ``bucketB/…`` (e.g. ``tail/NDCG@10``, ``bucket3/HR@10``).
+        ``bucketB/…`` or ``popG/…`` (e.g. ``tail/NDCG@10``, ``bucket3/HR@10``, ``pop1-4/HR@10``).
         """
         name = metric or self.main_metric
         flat = self.flat_metrics()
@@ -91,7 +95,8 @@ class EvalResult:
         ``bucket3/HR@10``, ``cold/users`` ... (the input of :func:`~padrec.evaluation.aggregate`)."""
         out = dict(self.overall)
         out.update(self.coverage)
-        for scope, rows in (("", self.by_group), ("", self.head_tail), ("bucket", self.by_bucket)):
+        scopes = (("", self.by_group), ("", self.head_tail), ("bucket", self.by_bucket), ("pop", self.by_popularity))
+        for scope, rows in scopes:
             for key, row in rows.items():
                 for m, v in row.items():
                     out[f"{scope}{key}/{m}"] = float(v)
@@ -104,6 +109,7 @@ class EvalResult:
             "by_bucket": {str(b): row for b, row in self.by_bucket.items()},
             "by_group": self.by_group,
             "head_tail": self.head_tail,
+            "by_popularity": self.by_popularity,
             "coverage": self.coverage,
             "num_users": self.num_users,
             "num_items": self.num_items,
@@ -149,6 +155,7 @@ class EvalResult:
             ranks=arr("ranks"),
             topk=None,
             seconds=float(d.get("seconds", 0.0)),
+            by_popularity=_none_to_nan(d.get("by_popularity") or {}),
         )
 
     @classmethod

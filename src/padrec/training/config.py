@@ -39,6 +39,11 @@ class TrainConfig:
             e.g. ``NDCG@10``, or one qualified by a target group, e.g. ``tail/NDCG@10``; its
             K must be one of ``eval.ks``.
         min_epochs: never stop before this many epochs.
+        validate_from: the first epoch (counted from 1) that is validated; earlier epochs
+            only train, and model selection and ``patience`` start there (0 or 1 = every
+            epoch). FAERec's release trains 200 epochs before its first validation
+            (``star_test``), which is ``validate_from: 202`` here (its epochs count from 0 and
+            it validates once ``epoch > star_test``).
         valid_users: validate on a fixed random sample of this many users (0 = all).
         seed: seeds parameter init, shuffling, negatives and dropout.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); under
@@ -68,6 +73,7 @@ class TrainConfig:
     patience: int = 10
     monitor: str = "NDCG@10"
     min_epochs: int = 0
+    validate_from: int = setting(0, legacy=0)
     valid_users: int = 0
     seed: int = 42
     device: str = setting("auto", fingerprint=False)
@@ -89,6 +95,7 @@ class TrainConfig:
             ("grad_clip", self.grad_clip >= 0, ">= 0 (0 = off)"),
             ("patience", self.patience >= 1, ">= 1"),
             ("min_epochs", self.min_epochs >= 0, ">= 0"),
+            ("validate_from", 0 <= self.validate_from <= self.epochs, f"in [0, epochs={self.epochs}]"),
             ("valid_users", self.valid_users >= 0, ">= 0 (0 = all)"),
             ("num_threads", self.num_threads >= 0, ">= 0 (0 = default)"),
             ("max_minutes", self.max_minutes >= 0, ">= 0 (0 = no limit)"),

@@ -237,29 +237,35 @@ class Trainer:
                 totals = world.mean(totals)
                 epoch_train = time.perf_counter() - t0
                 prog.train_seconds += epoch_train
+                validated = epoch + 1 >= cfg.validate_from
                 t1 = time.perf_counter()
-                value = self._monitored(valid)
+                value = self._monitored(valid) if validated else math.nan
                 row = {
                     "epoch": epoch + 1,
                     **{f"loss_{k}": v / steps for k, v in totals.items()},
-                    f"valid_{cfg.monitor}": value,
+                    **({f"valid_{cfg.monitor}": value} if validated else {}),
                     "train_s": round(epoch_train, 3),
                     "valid_s": round(time.perf_counter() - t1, 3),
                 }
                 prog.history.append(row)
                 prog.epoch = epoch
-                improved = value > prog.best_value
+                improved = validated and value > prog.best_value
                 if improved:
                     prog.best_value, prog.best_epoch, prog.bad_epochs = value, epoch, 0
                     if world.is_main:
                         save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
-                else:
+                elif validated:
                     prog.bad_epochs += 1
                 if world.is_main:
                     losses_txt = " ".join(f"{k}={v / steps:.4f}" for k, v in totals.items())
+                    valid_txt = (
+                        f"valid {cfg.monitor}={value:.4f}{' *' if improved else ''}"
+                        if validated
+                        else f"(validation from epoch {cfg.validate_from})"
+                    )
                     tqdm.write(
-                        f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  valid {cfg.monitor}={value:.4f}"
-                        f"{' *' if improved else ''}  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)"
+                        f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  {valid_txt}"
+                        f"  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)"
                     )
                     self._save_state(phase_dir, prog, fp, finished=False, optimizer=optimizer, shuffle=shuffle)
                 if prog.bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
@@ -270,6 +276,11 @@ class Trainer:
                     break
         finally:
             restore()
+        if prog.best_epoch < 0 and prog.epoch >= 0:  # stopped by time before validate_from
+            prog.best_value, prog.best_epoch = self._monitored(valid), prog.epoch
+            prog.history[-1][f"valid_{cfg.monitor}"] = prog.best_value
+            if world.is_main:
+                save_weights(method, phase_dir / "best.safetensors", only=self.phase_keys)
         if prog.best_epoch < 0:
             raise RuntimeError(f"phase '{phase}' ran no epoch (epochs={cfg.epochs})")
         world.barrier()
