@@ -10,6 +10,8 @@ Usage:
     python benchmarks/run_suite.py id --seeds 1,2,3
     python benchmarks/run_suite.py pad --seeds 1,2,3
     python benchmarks/run_suite.py pad-ablations --seeds 1
+    python benchmarks/run_suite.py faerec --seeds 1,2,3
+    python benchmarks/run_suite.py faerec-ablations --seeds 1
 
 Run one suite at a time on an otherwise idle machine. With other jobs on the same cores, set
 ``OMP_WAIT_POLICY=PASSIVE`` (spinning threads of two jobs then stop fighting), at the cost of
@@ -33,6 +35,10 @@ CONFIGS = ROOT / "configs"
 
 # The LLM expert on its own: PAD with only that expert and a fixed gate (phase 3 trains nothing).
 LLM_ONLY = ["method_config.experts=[llm]", "method_config.gate=none"]
+
+# FAERec's training recipe for an ID-only backbone (configs/faerec.yaml's loss and optimiser).
+FAEREC_RECIPE = ["method_config.loss=bce", "train.lr=0.001", "train.patience=10"]
+FAEREC_LRUREC = ["method_config.backbone=lrurec", "method_config.backbone_config={num_layers: 2, dropout: 0.2}"]
 
 # name -> (baseline run, [(run name, config file, [--set overrides], reuse phases from)])
 SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
@@ -137,6 +143,31 @@ SUITES: dict[str, tuple[str, list[tuple[str, str, list[str], str | None]]]] = {
             ("pad_caser", "pad_caser.yaml", [], None),
         ],
     ),
+    # FAERec against its backbone (same recipe: BCE with one negative, Adam 1e-3, patience 10)
+    # on PAD's split, beside padrec's CE SASRec and PAD (issue 11, evidence 2 and 3).
+    "faerec": (
+        "sasrec_bce",
+        [
+            ("sasrec_bce", "sasrec.yaml", FAEREC_RECIPE, None),
+            ("faerec", "faerec.yaml", [], None),
+            ("lrurec_bce", "lrurec.yaml", FAEREC_RECIPE, None),
+            ("faerec_lrurec", "faerec.yaml", FAEREC_LRUREC, None),
+            ("sasrec", "sasrec.yaml", [], None),
+            ("pad", "pad.yaml", [], None),
+        ],
+    ),
+    # FAERec's ablation table (its Table 3), SASRec backbone.
+    "faerec-ablations": (
+        "faerec",
+        [
+            ("faerec", "faerec.yaml", [], None),
+            ("faerec_no_gating", "faerec.yaml", ["method_config.gating=false"], None),
+            ("faerec_no_item_alignment", "faerec.yaml", ["method_config.item_alignment=false"], None),
+            ("faerec_no_feature_alignment", "faerec.yaml", ["method_config.feature_alignment=false"], None),
+            ("faerec_no_curriculum", "faerec.yaml", ["method_config.curriculum=false"], None),
+            ("faerec_no_popularity_grouping", "faerec.yaml", ["method_config.popularity_grouping=false"], None),
+        ],
+    ),
 }
 
 
@@ -198,6 +229,9 @@ def main() -> None:
             "wall_seconds": wall,
             "per_seed": [r["test"]["overall"] for r in results],
             "by_group": [r["test"]["by_group"] for r in results],
+            "head_tail": [r["test"].get("head_tail", {}) for r in results],
+            "coverage": [r["test"].get("coverage", {}) for r in results],
+            "by_popularity": [r["test"].get("by_popularity", {}) for r in results],
             "phases": [
                 [
                     {

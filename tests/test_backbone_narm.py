@@ -71,7 +71,7 @@ def test_matches_the_papers_formulas_at_every_position(overrides: dict) -> None:
 
 def test_structure_and_defaults() -> None:
     model = BACKBONES.build("narm", {"hidden_size": 16, "max_len": 8})
-    assert (model.causal, model.adds_positions, model.bounded_output) == (False, False, True)
+    assert (model.causal, model.adds_positions, model.bounded_output) == (True, False, True)
     cfg = model.config
     assert (cfg.dropout, cfg.ct_dropout, cfg.num_layers, cfg.attention, cfg.pack_pairs) == (0.25, 0.5, 1, "none", True)
     assert model.gru.hidden_size == 16 and model.gru.bias is False
@@ -83,18 +83,18 @@ def test_structure_and_defaults() -> None:
             BACKBONES.build("narm", {"hidden_size": 16, **bad})
 
 
-def test_non_causal_so_trained_on_prefixes() -> None:
+def test_causal_so_shifted_windows_by_default_and_the_papers_prefixes_on_request() -> None:
     cfg = load_experiment_config({"method": "sequential", "method_config": {"backbone": "narm"}})
+    assert cfg.split.train_examples == "shifted"
+    cfg = load_experiment_config(
+        {"method": "sequential", "method_config": {"backbone": "narm"}, "split": {"train_examples": "prefixes"}}
+    )
     assert cfg.split.train_examples == "prefixes"
-    with pytest.raises(ConfigError, match="shifted"):
-        load_experiment_config(
-            {"method": "sequential", "method_config": {"backbone": "narm"}, "split": {"train_examples": "shifted"}}
-        )
 
 
 @pytest.mark.parametrize("attention", ["none", "softmax"])
 def test_position_t_ignores_later_positions(attention: str) -> None:
-    """Although declared non-causal, output t is computed from the prefix ending at t."""
+    """Output t is computed from the prefix ending at t (what ``causal = True`` promises)."""
     model = build(attention=attention)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, L, D, generator=g)

@@ -10,9 +10,10 @@ at position t is
     out_t = B · Dropout([c_g ; c_l])                      (B: 2h -> d, no bias)
 
 and the method's dot product with item vector e_i gives the paper's bilinear score
-e_iᵀ B c_t. Every position t gets an output from the prefix ending at t (nothing looks
-ahead), but the class declares ``causal = False`` so that padrec trains NARM as the paper
-and RecBole do: one prediction per sequence, at its last position (prefix examples).
+e_iᵀ B c_t. Every position t gets its output from the prefix ending at t (nothing looks
+ahead), so the backbone is causal and trains on shifted windows, every position a target:
+the same (prefix, target) terms per epoch as the paper's and RecBole's prefix examples (one
+prediction per prefix, ``split.train_examples: prefixes``), in about 1/L of the steps.
 
 Choices where the paper leaves room (sources: the paper; RecBole's ``narm.py``; the
 authors' Theano release ``lijingsdu/sessionRec_NARM``):
@@ -93,7 +94,7 @@ class NARM(Backbone):
     """
 
     config_class = NARMConfig
-    causal = False  # trained on prefixes with the loss at the last position, as the paper and RecBole
+    causal = True  # output t reads the GRU states <= t only
     adds_positions = False  # order comes from the recurrence
     bounded_output = True  # |h| < 1 (tanh), σ in (0, 1): |out| bounded by the weights and L, not by x
 
