@@ -68,6 +68,23 @@ def test_projection_mlp_shapes():
     assert mlp.dropout.p == 0.3
 
 
+def test_projection_rows_equal_the_per_slot_mlp_and_keep_per_slot_dropout():
+    torch.manual_seed(0)
+    mlp = ProjectionMLP(12, 4, dropout=0.3)
+    text = torch.randn(9, 12)
+    ids = torch.tensor([[0, 0, 3, 5, 3], [0, 7, 7, 7, 1]])
+    mlp.eval()
+    expected = mlp(text[ids]).masked_fill((ids == 0).unsqueeze(-1), 0.0)
+    torch.testing.assert_close(mlp.rows(text, ids), expected)
+    assert mlp.rows(text, ids)[0, :2].abs().sum() == 0
+    mlp.train()
+    out = mlp.rows(text, ids)
+    assert out.shape == (2, 5, 4) and out[ids == 0].abs().sum() == 0
+    assert not torch.allclose(out[1, 1], out[1, 2])  # the same item, its own dropout mask per slot
+    out.sum().backward()
+    assert mlp.a.weight.grad is not None and mlp.a.weight.grad.abs().sum() > 0
+
+
 def test_pca_initialisation_equals_sklearn(text):
     items = FAERecItems(text, DIM)
     want = PCA(n_components=DIM, svd_solver="full").fit_transform(text[1:].double().numpy())

@@ -45,6 +45,21 @@ class ProjectionMLP(nn.Module):
         """x: S×D -> S×d."""
         return self.b(self.dropout(self.act(self.a(x))))
 
+    def rows(self, text: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``MLP(text[ids])`` for ids of any shape S -> S×d, zeros where ids == 0.
+
+        The same values as ``forward(text[ids])`` (dropout drawn per slot as there), but the
+        wide first layer runs once per distinct id and padding slots are skipped: a batch
+        of B×L history slots mostly repeats items or is padding.
+        """
+        flat = ids.reshape(-1)
+        real = flat.nonzero().squeeze(1)
+        uniq, inverse = torch.unique(flat.index_select(0, real), return_inverse=True)
+        hidden = self.act(self.a(text.index_select(0, uniq)))  # U×D/2, one row per distinct id
+        out = self.b(self.dropout(hidden.index_select(0, inverse)))  # R×d, per-slot dropout
+        full = out.new_zeros(flat.shape[0], out.shape[-1]).index_copy(0, real, out)
+        return full.view(*ids.shape, out.shape[-1])
+
 
 def pca_table(text: torch.Tensor, dim: int, init_std: float = 0.02, seed: int = 0) -> torch.Tensor:
     """An (N+1)×d ID table from ``sklearn PCA(n_components=d)`` of text rows 1..N.
@@ -191,7 +206,7 @@ class FAERecItems(ItemRepresentation):
 
     def llm_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         """MLP(x_ids): S -> S×d (zeros for id 0)."""
-        return self.mlp(self.text[ids]).masked_fill((ids == 0).unsqueeze(-1), 0.0)
+        return self.mlp.rows(self.text, ids)
 
     def llm_all(self) -> torch.Tensor:
         """MLP(x) of every id, (N+1)×d (row 0 zeros)."""
