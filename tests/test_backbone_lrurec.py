@@ -61,11 +61,12 @@ def test_parallel_scan_equals_stepwise_recurrence(length: int) -> None:
     torch.testing.assert_close(h.to(torch.complex128), expected, atol=1e-5 * scale, rtol=0)
 
 
+@pytest.mark.parametrize("scan", ["kernel", "doubling"])
 @pytest.mark.parametrize("bias", [False, True])
-def test_lru_layer_equals_stepwise_formula(bias: bool) -> None:
+def test_lru_layer_equals_stepwise_formula(bias: bool, scan: str) -> None:
     """The layer is LayerNorm(x + Re(C h)) with h_t = λ h_{t-1} + γ (B x_t) over the real items."""
     torch.manual_seed(0)
-    cfg = LRURecConfig(hidden_size=D, max_len=L, bias=bias, state_size=10)
+    cfg = LRURecConfig(hidden_size=D, max_len=L, bias=bias, state_size=10, scan=scan)
     layer = LRULayer(cfg).eval()
     with torch.no_grad():  # larger weights than the 0.02 init, so Re(C h) matters
         for p in (layer.in_proj.weight, layer.out_proj.weight):
@@ -95,6 +96,36 @@ def test_lru_layer_equals_stepwise_formula(bias: bool) -> None:
             out = (c_matrix @ h).real + (layer.out_proj.bias if bias else 0.0)
             expected = torch.nn.functional.layer_norm(x[row, t] + out, (D,), layer.norm.weight, layer.norm.bias)
             torch.testing.assert_close(y[row, t], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("learn_gamma", [True, False])
+def test_kernel_scan_equals_doubling_scan_with_gradients(learn_gamma: bool) -> None:
+    """``scan: kernel`` and ``scan: doubling`` give the same outputs and parameter gradients."""
+    torch.manual_seed(1)
+    kernel = build(bias=True, scan="kernel", learn_gamma=learn_gamma, r_min=0.5, r_max=0.99)
+    doubling = build(bias=True, scan="doubling", learn_gamma=learn_gamma, r_min=0.5, r_max=0.99)
+    doubling.load_state_dict(kernel.state_dict())
+    kernel.eval(), doubling.eval()
+    x = torch.randn(6, L, D)
+    pad = torch.arange(L)[None, :] < torch.tensor([0, 1, 3, L - 1, 2, 5])[:, None]
+    yk, yd = kernel(x, pad), doubling(x, pad)
+    torch.testing.assert_close(yk, yd, atol=2e-5, rtol=1e-4)
+    yk.pow(3).sum().backward()
+    yd.pow(3).sum().backward()
+    for (name, pk), pd in zip(kernel.named_parameters(), doubling.parameters()):
+        torch.testing.assert_close(pk.grad, pd.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_auto_scan_uses_the_kernel_up_to_64_positions(monkeypatch) -> None:
+    from padrec.models.backbones import lrurec
+
+    calls = []
+    original = lrurec.scan_kernel
+    monkeypatch.setattr(lrurec, "scan_kernel", lambda *a: calls.append(a[2]) or original(*a))
+    model = build().eval()
+    for length in (64, 65):
+        model(torch.randn(2, length, D), torch.zeros(2, length, dtype=torch.bool))
+    assert calls == [64, 64]  # two layers at 64 positions, the doubling scan at 65
 
 
 def test_ring_initialisation() -> None:

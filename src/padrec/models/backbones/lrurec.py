@@ -79,6 +79,13 @@ class LRURecConfig(BackboneConfig):
         pack_padding: run the position-wise layers on the real positions only (R×d) and
             scatter to B×L for the scan alone. Same outputs, less work on short histories;
             False keeps dense B×L×d tensors (static shapes, no host sync on CUDA).
+        scan: how the recurrence is evaluated with ``pack_padding``: ``kernel`` applies each
+            channel's lower-triangular L×L kernel λ^(t−s) to the window with one batched
+            matrix product (O(L²) work at matrix-multiply speed, laid out so that no large
+            transpose is copied; 2-3× faster per layer than ``doubling`` at L = 50 on CPU);
+            ``doubling`` runs ceil(log2 L) Hillis–Steele steps (O(L log L) elementwise work);
+            ``auto`` = ``kernel`` for windows of at most 64 positions. The same outputs up to
+            float rounding (tested).
     """
 
     dropout: float = 0.2
@@ -96,6 +103,7 @@ class LRURecConfig(BackboneConfig):
     init: Literal["truncated_normal", "default"] = "truncated_normal"
     init_std: float = 0.02
     pack_padding: bool = True
+    scan: Literal["auto", "kernel", "doubling"] = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +145,17 @@ def complex_scan(u: torch.Tensor, log_lambda: torch.Tensor) -> torch.Tensor:
     return h
 
 
+def scan_kernel(nu: torch.Tensor, theta: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary parts of ``K[n, t, s] = λ_n^(t−s)`` for s <= t (0 above the
+    diagonal), λ_n = exp(−ν_n + iθ_n): two N×L×L tensors, differentiable in ν and θ."""
+    k = torch.arange(length, device=nu.device)
+    lag = k[:, None] - k[None, :]
+    lag_f = lag.clamp(min=0).to(nu.dtype)
+    modulus = torch.exp(-lag_f[None] * nu[:, None, None]) * (lag >= 0)[None]
+    angle = lag_f[None] * theta[:, None, None]
+    return modulus * torch.cos(angle), modulus * torch.sin(angle)
+
+
 class LRULayer(nn.Module):
     """``forward(x, pad_mask: B×L, rows) -> LayerNorm(x + Dropout(Re(C h)))`` of x's shape:
     x is B×L×d with ``rows=None``, or R×d holding the real positions, whose flat indices into
@@ -148,6 +167,7 @@ class LRULayer(nn.Module):
         n = config.state_size or 2 * d
         self.state_size = n
         self.learn_gamma = config.learn_gamma
+        self.scan = config.scan
         nu_log, theta_log = ring_init(n, config.r_min, config.r_max, config.max_phase)
         self.nu_log = nn.Parameter(nu_log)
         self.theta_log = nn.Parameter(theta_log)
@@ -175,6 +195,8 @@ class LRULayer(nn.Module):
         B, L = pad_mask.shape
         n = self.state_size
         nu, theta = self.eigenvalues()
+        if rows is not None and (self.scan == "kernel" or (self.scan == "auto" and L <= 64)):
+            return self._forward_kernel(x, B, L, rows, nu, theta)
         # γ ⊙ [Re(B x), Im(B x)], in the parameters' precision (float32 under bf16 autocast)
         u = self.in_proj(x).to(self.nu_log.dtype) * self.gamma().repeat(2)
         if rows is not None:  # scatter the R real rows into a zero B·L×2N grid
@@ -186,6 +208,31 @@ class LRULayer(nn.Module):
         if rows is not None:
             states = states.view(B * L, 2 * n).index_select(0, rows)
         return self.norm(x + self.dropout(self.out_proj(states)))  # out_proj: Re(C h)
+
+    def _forward_kernel(
+        self, x: torch.Tensor, B: int, L: int, rows: torch.Tensor, nu: torch.Tensor, theta: torch.Tensor
+    ) -> torch.Tensor:
+        """The packed forward with the recurrence as one batched matrix product, channels
+        first: ``uᵀ = γ ⊙ (W x)ᵀ`` (2N×R) straight from the projection's matrix product,
+        scattered into a 2N×B×L grid; for each channel n, ``[h_re | h_im] = [u_re | u_im] ·
+        [[K_reᵀ, K_imᵀ], [−K_imᵀ, K_reᵀ]]`` (B×2L times 2L×2L)."""
+        n = self.state_size
+        dtype = self.nu_log.dtype
+        gamma = self.gamma().repeat(2)
+        weight = self.in_proj.weight.to(dtype) * gamma[:, None]
+        xt = x.to(dtype).t()
+        if self.in_proj.bias is not None:
+            u_t = torch.addmm((self.in_proj.bias.to(dtype) * gamma)[:, None], weight, xt)  # 2N×R
+        else:
+            u_t = weight @ xt
+        grid = u_t.new_zeros(2 * n, B * L).index_copy(1, rows, u_t).view(2 * n, B, L)
+        k_re, k_im = scan_kernel(nu, theta, L)
+        k_re, k_im = k_re.transpose(1, 2), k_im.transpose(1, 2)  # [n, s, t]
+        kernel = torch.cat([torch.cat([k_re, k_im], 2), torch.cat([-k_im, k_re], 2)], 1)  # N×2L×2L
+        h = torch.bmm(torch.cat([grid[:n], grid[n:]], 2), kernel)  # N×B×2L: [h_re | h_im]
+        states = torch.cat([h[..., :L], h[..., L:]], 0).reshape(2 * n, B * L).index_select(1, rows)  # 2N×R
+        out = nn.functional.linear(states.t(), self.out_proj.weight.to(dtype), self.out_proj.bias)
+        return self.norm(x + self.dropout(out.to(x.dtype)))
 
 
 class FeedForward(nn.Module):
