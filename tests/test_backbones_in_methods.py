@@ -37,3 +37,19 @@ def test_backbone_trains_in_method(tmp_path, toy_dataset, method, backbone):
         losses = [row[k] for row in phase["history"] for k in row if k.startswith("loss_")]
         assert all(torch.isfinite(torch.tensor(losses))), (phase["phase"], losses)
     assert res["test"]["overall"]["NDCG@5"] > 0.05  # above random (5/40 hits spread over ranks)
+
+
+def test_look_ahead_is_refused_unless_asked_for_explicitly(caplog):
+    """A non-causal backbone on shifted windows would see its targets: refused, except with
+    ``split.allow_look_ahead`` (to reproduce releases that train so), which warns."""
+    from padrec.config import ConfigError
+
+    base = {"method": "sequential", "method_config": {"backbone": "fmlprec"}}
+    with pytest.raises(ConfigError, match="allow_look_ahead"):
+        load_experiment_config({**base, "split": {"train_examples": "shifted"}})
+    with caplog.at_level("WARNING", logger="padrec"):
+        cfg = load_experiment_config({**base, "split": {"train_examples": "shifted", "allow_look_ahead": True}})
+    assert cfg.split.train_examples == "shifted" and cfg.split.allow_look_ahead
+    assert "sees the items it predicts" in caplog.text
+    cfg = load_experiment_config({**base, "split": {"allow_look_ahead": True}})
+    assert cfg.split.train_examples == "prefixes"  # auto still picks the sound examples

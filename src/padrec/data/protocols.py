@@ -47,12 +47,17 @@ class SplitConfig:
         train_examples: ``shifted``, ``prefixes`` (module docstring) or ``auto``: the
             experiment picks ``shifted`` when the method's backbones are causal and
             ``prefixes`` otherwise (the data layer alone reads ``auto`` as ``shifted``).
+        allow_look_ahead: let a non-causal backbone train on ``shifted`` windows, where it
+            sees the items it is asked to predict. Off by default (the experiment refuses the
+            combination); on only to reproduce releases that train this way (FMLP-Rec's and
+            FAERec's train FMLP-Rec on shifted windows): their numbers, not a sound model.
     """
 
     protocol: Literal["pad", "faerec"] = "pad"
     max_len: int = 0
     short_sequences: Literal["default", "drop", "train_only"] = "default"
     train_examples: Literal["auto", "shifted", "prefixes"] = "auto"
+    allow_look_ahead: bool = False
 
     def __post_init__(self) -> None:
         if self.max_len < 0:
@@ -65,6 +70,7 @@ class SplitConfig:
             max_len=self.max_len or d["max_len"],
             short_sequences=d["short_sequences"] if self.short_sequences == "default" else self.short_sequences,
             train_examples="shifted" if self.train_examples == "auto" else self.train_examples,
+            allow_look_ahead=self.allow_look_ahead,
         )
 
 

@@ -9,6 +9,8 @@ and each ``phase_train`` entry's fields.
 
 from __future__ import annotations
 
+import logging
+
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,9 +149,15 @@ def _resolve_train_examples(cfg: ExperimentConfig, causal: bool) -> None:
     """``split.train_examples: auto`` -> ``shifted`` for causal methods, ``prefixes`` otherwise."""
     if cfg.split.train_examples == "auto":
         cfg.split.train_examples = "shifted" if causal else "prefixes"
-    elif cfg.split.train_examples == "shifted" and not causal:
+    elif cfg.split.train_examples == "shifted" and not causal and not cfg.split.allow_look_ahead:
         raise ConfigError(
             f"split.train_examples: 'shifted' trains every position at once, which a non-causal backbone "
             f"(method_config.backbone = {cfg.method_config.get('backbone')!r}) would learn by looking ahead; "
-            "use 'prefixes' or 'auto'"
+            "use 'prefixes' or 'auto' (or split.allow_look_ahead: true to reproduce a release that trains so)"
+        )
+    elif cfg.split.train_examples == "shifted" and not causal:
+        logging.getLogger("padrec").warning(
+            "split.allow_look_ahead: the non-causal backbone %r trains on shifted windows and sees the "
+            "items it predicts (a release's protocol, not a sound model)",
+            cfg.method_config.get("backbone"),
         )
