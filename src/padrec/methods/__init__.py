@@ -1,8 +1,16 @@
-"""Registered methods. Importing this package registers the built-in ones."""
+"""Registered methods. Importing this package registers every method module or subpackage in
+it: adding a method is adding one file (or package) with ``@METHODS.register("name")``."""
 
-from padrec.methods import faerec, pad, sequential  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from padrec.methods.base import METHODS, Method, MethodContext, Phase, saved_phase
 from padrec.methods.batches import BatchBuilder, BatchSettings, StepInfo, TrainBatch, WindowBatches
+
+_SHARED = {"base", "batches", "objectives"}  # building blocks, not methods
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SHARED and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "METHODS",

@@ -258,11 +258,8 @@ class Trainer:
                     prog.bad_epochs += 1
                 if world.is_main:
                     losses_txt = " ".join(f"{k}={v / steps:.4f}" for k, v in totals.items())
-                    valid_txt = (
-                        f"valid {cfg.monitor}={value:.4f}{' *' if improved else ''}"
-                        if validated
-                        else f"(validation from epoch {cfg.validate_from})"
-                    )
+                    valid_txt = f"valid {cfg.monitor}={value:.4f}{' *' if improved else ''}"
+                    valid_txt = valid_txt if validated else f"(validation from epoch {cfg.validate_from})"
                     tqdm.write(
                         f"[{phase}] epoch {epoch + 1:3d}  {losses_txt}  {valid_txt}"
                         f"  ({epoch_train:.1f}s train, {row['valid_s']:.1f}s valid)"
