@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Each module defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = ["data", "train", "evaluate", "encode", "analyze", "recommend", "serve"]
+COMMAND_MODULES = ["data", "train", "evaluate", "encode", "analyze", "recommend", "serve", "reproduce"]
 
 for _name in COMMAND_MODULES:
     try:

@@ -9,9 +9,8 @@ and each ``phase_train`` entry's fields.
 
 from __future__ import annotations
 
-import logging
-
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
