@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Random seed."),
         seeds: Optional[str] = typer.Option(None, help="Several seeds, e.g. 1,2,3: runs each, reports mean ± std."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto."),
-        threads: Optional[int] = typer.Option(None, help="Torch CPU threads (0 = default)."),
+        threads: Optional[int] = typer.Option(
+            None, help="Torch CPU threads (0 = a fair share of the cores among the padrec jobs running here)."
+        ),
         phase: list[str] = typer.Option(
             [],
             "--phase",

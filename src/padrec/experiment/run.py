@@ -33,7 +33,9 @@ from padrec.rundir import claim, mark_complete
 from padrec.serving.export import export_serving
 from padrec.training.checkpoint import save_weights
 from padrec.training.config import TrainConfig, phase_config
-from padrec.training.distributed import Distributed, default_threads, init_distributed
+from padrec.training.distributed import Distributed, init_distributed
+from padrec.training.threads import release as release_slot
+from padrec.training.threads import take_slot
 from padrec.training.trainer import PhaseResult, Trainer, make_score_fn, set_seed
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,10 @@ def run_experiment(
     else:
         device = init_distributed(cfg.train.device)[1]
     if cfg.train.num_threads > 0:
+        release_slot()
         torch.set_num_threads(cfg.train.num_threads)
-    elif world.enabled and device.type == "cpu":
-        torch.set_num_threads(default_threads(world))
+    else:  # share the cores with the other padrec jobs (and data-parallel processes) running here
+        take_slot()
     run_dir = cfg.run_dir()
     t_start = time.perf_counter()
     prepared = prepared or prepare(cfg, world)

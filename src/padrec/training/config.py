@@ -48,8 +48,9 @@ class TrainConfig:
         seed: seeds parameter init, shuffling, negatives and dropout.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); under
             torchrun each process takes ``cuda:LOCAL_RANK``.
-        num_threads: torch intra-op threads (0 = torch's default; under torchrun on CPU,
-            the cores divided by the processes).
+        num_threads: torch intra-op threads; 0 = a fair share of the cores among the padrec
+            jobs (and data-parallel processes) running on the machine, re-balanced as jobs
+            start and end (:mod:`padrec.training.threads`).
         max_minutes: stop a phase after this much wall time (0 = no limit).
         progress: show a progress bar with loss, rate and ETA.
         trim_memory_every: on Linux/glibc, hand freed heap memory back to the OS every this

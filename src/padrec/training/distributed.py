@@ -94,12 +94,6 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
     return world, device
 
 
-def default_threads(world: Distributed) -> int:
-    """CPU threads per process under torchrun: the cores shared out (at least 1)."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world.world_size)))
-    return max(1, (os.cpu_count() or 1) // max(1, local))
-
-
 def shutdown(world: Distributed) -> None:
     """Leave the process group at the end of a run."""
     if world.enabled and dist.is_initialized():

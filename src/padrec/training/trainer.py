@@ -30,6 +30,7 @@ from padrec.training.config import TrainConfig, phase_config
 from padrec.training.distributed import Distributed
 from padrec.training.memory import release_freed_memory
 from padrec.training.optim import build_optimizer, learning_rate, set_learning_rate
+from padrec.training.threads import refresh as refresh_threads
 
 __all__ = ["PhaseResult", "TrainConfig", "Trainer", "make_score_fn", "phase_config", "resolve_device", "set_seed"]
 
@@ -336,6 +337,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         for b, micro in enumerate(bar):
+            refresh_threads()  # share the cores with jobs that started or ended meanwhile
             info = StepInfo(epoch, b, steps, cfg.epochs)
             set_learning_rate(optimizer, learning_rate(cfg, info.global_step, total_steps))
             optimizer.zero_grad(set_to_none=True)
