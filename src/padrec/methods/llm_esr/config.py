@@ -1,0 +1,65 @@
+"""LLM-ESR's configuration: every constant of dual-view modelling and retrieval-augmented
+self-distillation, with the default of the paper's release (liuqidong07/LLM-ESR: ``main.py``
+and ``experiments/*.bash``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from padrec.models.backbones.base import backbone_config
+
+
+@dataclass
+class LLMESRConfig:
+    """LLM-ESR on any registered backbone.
+
+    Attributes:
+        backbone: registered backbone shared by both views (release: SASRec, GRU4Rec,
+            Bert4Rec; padrec: any).
+        backbone_config: the backbone's own fields (``hidden_size``/``max_len`` are filled in).
+        hidden_size: d, the width of each view; user and item vectors are 2d (release
+            ``--hidden_size 64``).
+        init_std: std of normal initialisations (E without ``pca_init``; PCA's missing columns).
+        pca_init: initialise the collaborative table E with PCA(n_components=d) of the item
+            text embeddings (release ``pca64_itm_emb_np.pkl``).
+        cross_attention: the cross-view attention between the two views before the backbone
+            (release ``--use_cross_att``, on in every script of ``experiments/``).
+        cross_heads: its heads (release ``Multi_CrossAttention(d, d, 2)``).
+        loss: ``bce`` (one sampled negative per position, the release's ``BCEWithLogitsLoss``)
+            or ``ce`` (full softmax).
+        num_negatives: negatives per position for ``bce`` (release ``--train_neg 1``).
+        distill: retrieval-augmented self-distillation on (False = "w/o SD" ablation).
+        alpha: α, weight of the self-distillation loss (release ``--alpha 0.1``).
+        sim_users: K, similar users per user (release ``--sim_user_num 10``).
+    """
+
+    backbone: str = "sasrec"
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    hidden_size: int = 64
+    init_std: float = 0.02
+    pca_init: bool = True
+    cross_attention: bool = True
+    cross_heads: int = 2
+    loss: Literal["bce", "ce"] = "bce"
+    num_negatives: int = 1
+    distill: bool = True
+    alpha: float = 0.1
+    sim_users: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hidden_size <= 16384:
+            raise ValueError(f"hidden_size must be between 1 and 16384, got {self.hidden_size}")
+        if not 1 <= self.num_negatives <= 4096:
+            raise ValueError(f"num_negatives must be between 1 and 4096, got {self.num_negatives}")
+        if self.init_std <= 0:
+            raise ValueError(f"init_std must be > 0, got {self.init_std}")
+        if self.cross_heads < 1 or self.hidden_size % self.cross_heads != 0:
+            raise ValueError(
+                f"cross_heads ({self.cross_heads}) must be >= 1 and divide hidden_size ({self.hidden_size})"
+            )
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not 1 <= self.sim_users <= 1000:
+            raise ValueError(f"sim_users must be between 1 and 1000, got {self.sim_users}")
+        backbone_config(self.backbone, self.backbone_config, self.hidden_size)
