@@ -58,3 +58,31 @@ def test_legacy_run_recommends_as_the_trained_model_scores(legacy, name):
     )
     assert result.exit_code == 0, result.output
     assert "top-3" in result.output
+
+
+def test_a_run_saved_before_a_setting_existed_is_continued_not_refused(tmp_path, toy_dataset):
+    """A run directory written before a setting was added (absent in its config.json, at its
+    default now) is the same run: reused, not 'a different run'."""
+    import json
+
+    from padrec.data import compute_item_stats, make_split
+    from padrec.experiment import Prepared, load_experiment_config, run_experiment
+
+    raw = {
+        "output_dir": str(tmp_path / "run"),
+        "method_config": {"backbone": "gru4rec", "hidden_size": 8},
+        "split": {"max_len": 8},
+        "stats": {"num_buckets": 4},
+        "train": {"epochs": 1, "batch_size": 64, "progress": False, "num_threads": 1, "monitor": "NDCG@5"},
+        "eval": {"ks": [5]},
+    }
+    cfg = load_experiment_config(raw)
+    prepared = Prepared(toy_dataset, compute_item_stats(toy_dataset, 4), make_split(toy_dataset, cfg.split), None, {})
+    first = run_experiment(cfg, prepared)
+    saved = tmp_path / "run" / "config.json"
+    old = json.loads(saved.read_text())
+    del old["split"]["allow_look_ahead"], old["train"]["validate_from"]  # as written by an older padrec
+    saved.write_text(json.dumps(old))
+    again = run_experiment(load_experiment_config(raw), prepared)
+    assert again["phases"][0]["stopped"] == "reused"
+    assert again["test"]["overall"] == first["test"]["overall"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,27 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], sections: tuple[str
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def claim(run_dir: Path, config: dict[str, Any]) -> list[str]:
+def claim(
+    run_dir: Path, config: dict[str, Any], complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> list[str]:
     """Start (or continue) a run in ``run_dir``: refuse a directory holding a different run
     (another method or data), remove stale temporaries, mark the directory ``training`` and
     write ``config.json``. Returns the settings that changed since the directory's last run
-    (empty for a new directory), for the caller to report."""
+    (empty for a new directory), for the caller to report.
+
+    ``complete`` fills a saved config with today's defaults before the comparison, so that a
+    setting added to padrec since the directory was written (absent there, at its default
+    now) is not a difference; a saved config it cannot read is compared as it is."""
     run_dir = Path(run_dir)
     changes: list[str] = []
     previous = run_dir / "config.json"
     if previous.exists():
         old = read_json(previous, expect=dict)
+        if complete is not None:
+            try:
+                old = complete(old)
+            except Exception:  # noqa: BLE001 - an unreadable old config is compared raw
+                pass
         other = config_changes(old, config, IDENTITY_KEYS)
         if other:
             raise ValueError(

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from padrec.config import fingerprint_fields, to_dict
 from padrec.evaluation import evaluate
-from padrec.experiment.config import ExperimentConfig
+from padrec.experiment.config import ExperimentConfig, load_experiment_config
 from padrec.experiment.prepare import Prepared, build_method, prepare
 from padrec.fingerprint import fingerprint
 from padrec.io import read_json, write_json
@@ -80,7 +80,7 @@ def run_experiment(
     method = build_method(cfg, prepared)
     check_phase_names(cfg, method)
     if world.is_main:
-        changes = claim(run_dir, to_dict(cfg))
+        changes = claim(run_dir, to_dict(cfg), lambda saved: to_dict(load_experiment_config(saved, saved=True)))
         if changes:
             shown = "; ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
             tqdm.write(
