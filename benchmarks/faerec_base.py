@@ -66,7 +66,16 @@ def summarize_run(run_dir: Path, backbone: str, data: str, tag: str, overrides: 
     res = json.loads((run_dir / "results.json").read_text())
     test = res["test"]
     phase = res["phases"][-1]
-    validated = [h for h in phase["history"] if any(k.startswith("valid_") for k in h)]
+    validated = [h for h in phase["history"] if any(k.startswith("valid_") and k != "valid_s" for k in h)]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    patience, max_epochs = cfg["train"]["patience"], cfg["train"]["epochs"]
+    stopped = phase["stopped"]
+    if stopped == "reused":  # recorded by a later invocation: what stopped the training then
+        stopped = (
+            "patience"
+            if phase["epochs_run"] - phase["best_epoch"] >= patience
+            else ("epochs" if phase["epochs_run"] >= max_epochs else "time")
+        )
     row = {
         "backbone": backbone,
         "data": data,
@@ -86,7 +95,7 @@ def summarize_run(run_dir: Path, backbone: str, data: str, tag: str, overrides: 
         "best_epoch": phase["best_epoch"],
         "epochs_run": phase["epochs_run"],
         "first_validated_epoch": validated[0]["epoch"] if validated else None,
-        "stopped": phase["stopped"],
+        "stopped": stopped,
         "seconds_per_epoch": phase["seconds_per_epoch"],
         "train_seconds": phase["train_seconds"],
         "total_seconds": res.get("total_seconds"),
@@ -168,7 +177,7 @@ def print_table(rows: dict) -> None:
             f"{r['seconds_per_epoch']:.1f}",
             f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "—",
         )
-    Console().print(t)
+    Console(width=220).print(t)
 
 
 def main() -> None:
