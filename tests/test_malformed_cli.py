@@ -101,7 +101,7 @@ TRAIN_CASES = [
     (["--set", "train.monitor=Recall@10"], ["train.monitor", "expected HR@K"]),
     (["--set", "=5"], ["--set expects key.path=value", "'=5'"]),
     (["--set", "train..lr=1"], ["--set expects key.path=value"]),
-    (["--set", "train.precision=fp16"], ["train.precision", "['fp32', 'bf16']"]),
+    (["--set", "train.precision=fp16"], ["train.precision", "['fp32', 'bf16', 'auto']"]),
     (["--set", "method_config.backbone_config.hidden_size=32"], ["backbone_config.hidden_size = 32 contradicts"]),
     (["--set", "method_config.backbone_config.num_layer=2"], ["num_layer"]),
     (

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-__all__ = ["DEVICE_FORMS", "resolve_device"]
+__all__ = ["DEVICE_FORMS", "resolve_device", "resolve_precision"]
 
 DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
 _DEVICE_RE = re.compile(r"(cpu|cuda|cuda:\d+|mps)")
@@ -44,3 +44,13 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "mps" and not _mps_available():
         raise RuntimeError(f"device {name!r} requested but MPS is not available; use cpu or auto")
     return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for a training ``precision`` setting on ``device``: ``auto`` is bf16
+    on a CUDA device that supports it and fp32 elsewhere (bf16 autocast is slow on CPUs)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"

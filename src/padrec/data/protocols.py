@@ -109,6 +109,14 @@ class EvalSet:
         )
         return EvalSet(self.users[idx], self.histories[idx], self.targets[idx], indptr, items.astype(np.int64))
 
+    def sample(self, n: int, seed: int) -> "EvalSet":
+        """A fixed random sample of ``n`` examples (in their original order) drawn with ``seed``;
+        the whole set when ``n`` is 0 or not smaller than it."""
+        if not n or n >= len(self):
+            return self
+        idx = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
+        return self.subset(np.sort(idx))
+
 
 @dataclass
 class Split:

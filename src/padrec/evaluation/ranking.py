@@ -53,6 +53,11 @@ class EvalConfig:
             ``none`` (RecBole): left in; only the padding column is excluded.
         batch_size: users scored per chunk; peak memory is about ``batch_size × (N+1)`` floats
             (it cannot change a result, so it stays out of fingerprints).
+        users: test a fixed random sample of this many users (0 = all), drawn with
+            ``users_seed``, for methods too slow to rank every user (CALRec generates text per
+            user); results then say so and carry 95% confidence intervals over users. Only the
+            final test evaluation reads it (validation samples with ``train.valid_users``).
+        users_seed: seed of that sample (the same users for every method and seed of a comparison).
 
     The metric a run monitors and reports first is ``train.monitor`` (one field for both).
     """
@@ -60,6 +65,8 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     history_handling: Literal["remove", "zero", "none"] = "remove"
     batch_size: int = setting(2048, fingerprint=False)
+    users: int = setting(0, fingerprint=False)
+    users_seed: int = setting(0, fingerprint=False)
 
     def __post_init__(self) -> None:
         if not self.ks or any(int(k) < 1 for k in self.ks):
@@ -69,6 +76,8 @@ class EvalConfig:
             raise ValueError(f"history_handling must be remove, zero or none, got {self.history_handling!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.users < 0:
+            raise ValueError(f"users must be >= 0 (0 = all), got {self.users}")
 
 
 def _split_qualified(name: str) -> tuple[str, str]:

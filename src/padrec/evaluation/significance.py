@@ -190,3 +190,31 @@ def print_comparison(
         table.add_row(r.metric, _fmt_mean_std(r.mean_a, r.std_a), _fmt_mean_std(r.mean_b, r.std_b), lift, p)
     (console or Console()).print(table)
     return rows
+
+
+def user_confidence_intervals(
+    result: EvalResult, metrics: Sequence[str] | None = None, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Confidence intervals of overall HR@K / NDCG@K over the evaluated users (Student's t on
+    the per-user values): how far a figure measured on a sample of users may be from the
+    figure on all of them.
+
+    Args:
+        result: one evaluation (its per-user ranks).
+        metrics: names such as ``NDCG@10``; default every HR@K and NDCG@K of ``result``.
+        level: coverage of each interval.
+    Returns:
+        ``{metric: (low, high)}``; a single user gives ``(nan, nan)``.
+    """
+    names = list(metrics) if metrics is not None else [f"{m}@{k}" for m in ("HR", "NDCG") for k in result.ks]
+    n = len(result.ranks)
+    out: dict[str, tuple[float, float]] = {}
+    for name in names:
+        values = per_user_metric(result.ranks, name)
+        if n < 2:
+            out[name] = (math.nan, math.nan)
+            continue
+        mean = float(values.mean())
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+        out[name] = (mean - half, mean + half)
+    return out

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from padrec.config import fingerprint_fields, to_dict
 from padrec.evaluation import evaluate
+from padrec.evaluation.significance import user_confidence_intervals
 from padrec.experiment.config import ExperimentConfig, load_experiment_config
 from padrec.experiment.prepare import Prepared, build_method, prepare
 from padrec.fingerprint import fingerprint
@@ -157,12 +158,14 @@ def _finish(
     run_dir = cfg.run_dir()
     method.eval()
     score = make_score_fn(method)
+    split, ev = prepared.split, cfg.eval
+    test_set = split.test.sample(ev.users, ev.users_seed)
     t_eval = time.perf_counter()
-    test = evaluate(score, prepared.split.test, prepared.stats, cfg.eval, device=device, main_metric=cfg.train.monitor)
+    test = evaluate(score, test_set, prepared.stats, ev, device=device, main_metric=cfg.train.monitor)
     test_seconds = time.perf_counter() - t_eval
-    valid = evaluate(
-        score, prepared.split.valid, prepared.stats, cfg.eval, device=device, main_metric=cfg.train.monitor
-    )
+    # The validation users the model was selected on (all of them unless train.valid_users).
+    valid_set = split.valid.sample(cfg.train.valid_users, cfg.train.seed)
+    valid = evaluate(score, valid_set, prepared.stats, ev, device=device, main_metric=cfg.train.monitor)
     model_meta = {
         "method": cfg.method,
         "method_config": cfg.method_config,
@@ -172,15 +175,19 @@ def _finish(
         "text": prepared.text_meta,
         "phase": method.phase,
     }
-    save_weights(method, run_dir / "model.safetensors", model_meta)
-    export_serving(
-        method,
-        run_dir,
-        {**model_meta, "history_handling": cfg.eval.history_handling},
-        item_ids=[str(x) for x in prepared.dataset.item_ids],
-        titles=prepared.dataset.titles(),
-        stats=prepared.stats,
-    )
+    save_weights(method, run_dir / "model.safetensors", model_meta, only=method.saved_state_keys())
+    not_servable = method.serving_unsupported()
+    if not_servable is None:
+        export_serving(
+            method,
+            run_dir,
+            {**model_meta, "history_handling": cfg.eval.history_handling},
+            item_ids=[str(x) for x in prepared.dataset.item_ids],
+            titles=prepared.dataset.titles(),
+            stats=prepared.stats,
+        )
+    else:
+        log.info("no serving export: %s", not_servable)
     results = {
         "name": cfg.name,
         "seed": cfg.train.seed,
@@ -188,6 +195,12 @@ def _finish(
         "phases": [dataclasses.asdict(p) for p in phase_results],
         "test": test.to_dict(),
         "valid": valid.to_dict(),
+        "test_users": {
+            "evaluated": len(test_set),
+            "of": len(split.test),
+            "sample_seed": ev.users_seed if len(test_set) < len(split.test) else None,
+            "ci95": {k: list(v) for k, v in user_confidence_intervals(test).items()},
+        },
         "method_report": method.report(),
         "test_eval_seconds": test_seconds,
         "total_seconds": time.perf_counter() - t_start,

@@ -28,7 +28,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Method, Experime
     method = build_method(cfg, prepared).to(resolve_device(device))
     method.set_phase(saved_phase(method, meta.get("phase"), str(meta_path)))
     try:
-        load_weights(method, run_dir / "model.safetensors")
+        load_weights(method, run_dir / "model.safetensors", partial=method.saved_state_keys() is not None)
     except FileFormatError as exc:
         if "does not match" not in exc.problem:
             raise

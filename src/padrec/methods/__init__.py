@@ -4,7 +4,7 @@ it: adding a method is adding one file (or package) with ``@METHODS.register("na
 import importlib
 import pkgutil
 
-from padrec.methods.base import METHODS, Method, MethodContext, Phase, saved_phase
+from padrec.methods.base import METHODS, Domain, Method, MethodContext, Phase, saved_phase
 from padrec.methods.batches import BatchBuilder, BatchSettings, StepInfo, TrainBatch, WindowBatches
 
 _SHARED = {"base", "batches", "objectives"}  # building blocks, not methods
@@ -16,6 +16,7 @@ __all__ = [
     "METHODS",
     "BatchBuilder",
     "BatchSettings",
+    "Domain",
     "Method",
     "MethodContext",
     "Phase",

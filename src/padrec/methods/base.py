@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -61,12 +62,35 @@ class MethodContext:
         item_stats: per-item frequency, buckets and groups (N+1 rows).
         text_embeddings: optional frozen (N+1)×D float tensor of item text embeddings,
             row 0 = zeros.
+        item_texts: the rendered item texts (N+1 strings, ``""`` for padding), for methods that
+            read raw text (``Method.needs_item_texts``).
+        domain: ``domain(name) -> Domain``: another dataset's training data and item texts,
+            prepared with the run's split and text settings (multi-domain training, CALRec).
+        work_dir: the run directory, where a method may keep caches of its own.
     """
 
     num_items: int
     max_len: int
     item_stats: ItemStats | None = None
     text_embeddings: torch.Tensor | None = None
+    item_texts: list[str] | None = None
+    domain: Callable[[str], Domain] | None = None
+    work_dir: Path | None = None
+
+
+@dataclass
+class Domain:
+    """One dataset as a method that trains on several reads it.
+
+    Attributes:
+        name: the dataset's name.
+        split: its split under the run's protocol (training windows, valid and test sets).
+        item_texts: its rendered item texts (N+1 strings, ``""`` for padding).
+    """
+
+    name: str
+    split: Any
+    item_texts: list[str]
 
 
 @dataclass
@@ -125,6 +149,11 @@ class Method(nn.Module):
     @classmethod
     def needs_text(cls, config: Any) -> bool:
         """True when the method reads item text embeddings (``MethodContext.text_embeddings``)."""
+        return False
+
+    @classmethod
+    def needs_item_texts(cls, config: Any) -> bool:
+        """True when the method reads the rendered item texts (``MethodContext.item_texts``)."""
         return False
 
     @classmethod
@@ -229,7 +258,17 @@ class Method(nn.Module):
         metadata, see :func:`padrec.config.setting`), as plain values."""
         return fingerprint_fields(self.config, phase.name)
 
-    # --- reporting and serving --------------------------------------------------------
+    # --- saving, reporting and serving --------------------------------------------------
+    def saved_state_keys(self) -> set[str] | None:
+        """The state-dict keys a finished run saves in ``model.safetensors`` (None = all). A
+        method built on large frozen weights it can rebuild (a pretrained LM) saves only what
+        it trained."""
+        return None
+
+    def serving_unsupported(self) -> str | None:
+        """Why this method cannot be exported for serving, or None when it can."""
+        return None
+
     def report(self) -> dict[str, Any]:
         """JSON-friendly facts about the trained model worth keeping with its results (e.g. PAD's
         expert weights per frequency bucket); written to ``results.json`` as ``method_report``."""

