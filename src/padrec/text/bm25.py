@@ -17,6 +17,7 @@ BM25 over the item texts; with N sampled generations per history it merges the N
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,7 +51,13 @@ class BM25Catalogue:
         self._retriever = bm25s.BM25(k1=k1, b=b)
         tokens = bm25s.tokenize(list(texts), stopwords=stopwords, show_progress=False)
         self._vocab = tokens.vocab
-        self._retriever.index(tokens, show_progress=False)
+        quiet = logging.getLogger("bm25s")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # bm25s logs each index build at DEBUG
+        try:
+            self._retriever.index(tokens, show_progress=False)
+        finally:
+            quiet.setLevel(level)
 
     def search(self, queries: Sequence[str], k: int = 10) -> list[list[tuple[int, float]]]:
         """The best ``k`` items of each query: per query a list of ``(item id, score)``, best
