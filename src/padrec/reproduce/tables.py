@@ -198,7 +198,7 @@ TABLES: dict[str, Table] = {
                 Row("faerec_1k", "faerec.yaml", _CALREC_USERS, "reference"),
                 Row("calrec", "calrec.yaml", role="method"),
                 Row("calrec_no_stage1", "calrec.yaml", ("method_config.stages=[stage2]",), "variant"),
-                Row("calrec_no_stage2", "calrec.yaml", ("method_config.stages=[stage1]",), "variant", "calrec"),
+                Row("calrec_no_stage2", "calrec.yaml", ("method_config.stages=[stage1]",), "variant"),
                 Row("calrec_no_tt", "calrec.yaml", ("method_config.alpha=0",), "variant"),
                 Row("calrec_no_ut", "calrec.yaml", ("method_config.beta=0",), "variant"),
             ),

@@ -33,8 +33,7 @@ class CALRecConfig:
         temperature: τ of both InfoNCE losses (cosine / τ), 0.05 as FAERec's alignment.
         stages: the stages trained, in order: ``stage1`` (a mixture of domains) then ``stage2``
             (the target domain). ``[stage2]`` is the ablation without stage I, ``[stage1]`` the
-            one without stage II. No phase's fingerprint reads it, so the ablation without
-            stage II reuses a finished stage I.
+            one without stage II.
         stage1_domains: other datasets (by name) mixed with the target domain in stage I.
         stage1_target: include the target domain's training data in the stage I mixture.
         examples_per_epoch: (history, next item) examples drawn per epoch and stage (0 = every
@@ -75,7 +74,7 @@ class CALRecConfig:
     alpha: float = 0.1
     beta: float = 0.1
     temperature: float = 0.05
-    stages: list[str] = setting(default_factory=lambda: list(STAGES), phases=())
+    stages: list[str] = setting(default_factory=lambda: list(STAGES))
     stage1_domains: list[str] = setting(default_factory=lambda: ["games"], phases=("stage1",))
     stage1_target: bool = setting(True, phases=("stage1",))
     examples_per_epoch: int = 512
