@@ -157,6 +157,7 @@ def test_data_parallel_shards_split_each_step(toy, lm_dir):
     assert len(steps[0]) == len(steps[1]) == len(steps[2]) == 3
     for full, a, b in zip(*steps):
         assert len(a[0]) == len(b[0]) == 4
+
         def rows(*batches):
             return sorted(tuple(ids[m.bool()].tolist()) for x in batches for ids, m in zip(x.ids, x.attention))
 
@@ -235,7 +236,11 @@ def test_greedy_decoding_equals_transformers_generate(toy, lm_dir):
         logits[codec.eos] = float("-inf")  # our first token is never a stop token
         first = int(logits.argmax())
         ref = lm.generate(
-            torch.tensor([p + [first]]), max_new_tokens=5, do_sample=False, eos_token_id=codec.eos, pad_token_id=codec.pad
+            torch.tensor([p + [first]]),
+            max_new_tokens=5,
+            do_sample=False,
+            eos_token_id=codec.eos,
+            pad_token_id=codec.pad,
         )[0, len(p) :].tolist()
         ref = ref[: ref.index(codec.eos)] if codec.eos in ref else ref
         assert samples[0].tokens == ref
@@ -315,7 +320,14 @@ def run_toy(out, **method_config):
             "method_config": {"stage1_domains": [], "examples_per_epoch": 32, "lora_layers": 1, **method_config},
             "split": {"max_len": MAX_LEN},
             "stats": {"num_buckets": 4},
-            "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "progress": False, "monitor": "NDCG@5", "valid_users": 12},
+            "train": {
+                "epochs": 2,
+                "batch_size": 8,
+                "lr": 0.01,
+                "progress": False,
+                "monitor": "NDCG@5",
+                "valid_users": 12,
+            },
             "eval": {"ks": [1, 5], "users": 20, "users_seed": 3},
         }
     )
@@ -338,6 +350,7 @@ def test_whole_run_is_deterministic_saves_only_adapters_and_reloads(lm_dir, tmp_
         assert all("lora_" in k for k in f.keys())
     again, _, _ = run_toy(tmp_path / "b", model=str(lm_dir))
     assert again["test"]["overall"] == res["test"]["overall"]
+
     def values(r):
         return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in r["phases"][1]["history"]]
 

@@ -103,7 +103,12 @@ class CALRecConfig:
             ("lora_layers", self.lora_layers, self.lora_layers >= 0, ">= 0 (0 = all)"),
             ("alpha", self.alpha, 0 <= self.alpha <= 1, "in [0, 1]"),
             ("beta", self.beta, 0 <= self.beta <= 1, "in [0, 1]"),
-            ("alpha + beta", self.alpha + self.beta, self.alpha + self.beta <= 1, "<= 1 (the generation loss gets 1 - alpha - beta)"),
+            (
+                "alpha + beta",
+                self.alpha + self.beta,
+                self.alpha + self.beta <= 1,
+                "<= 1 (the generation loss gets 1 - alpha - beta)",
+            ),
             ("temperature", self.temperature, self.temperature > 0, "> 0"),
             ("examples_per_epoch", self.examples_per_epoch, self.examples_per_epoch >= 0, ">= 0 (0 = all)"),
             ("history_items", self.history_items, self.history_items >= 1, ">= 1"),
@@ -119,7 +124,9 @@ class CALRecConfig:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {value!r}")
         if not self.stages or any(s not in STAGES for s in self.stages) or len(set(self.stages)) != len(self.stages):
-            raise ValueError(f"stages must be a non-empty list of distinct names from {list(STAGES)}, got {self.stages}")
+            raise ValueError(
+                f"stages must be a non-empty list of distinct names from {list(STAGES)}, got {self.stages}"
+            )
         if list(self.stages) != [s for s in STAGES if s in self.stages]:
             raise ValueError(f"stages must keep the order {list(STAGES)}, got {self.stages}")
         if "stage1" in self.stages and not self.stage1_domains and not self.stage1_target:

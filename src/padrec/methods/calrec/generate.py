@@ -89,7 +89,9 @@ def sample_texts(
         cache.batch_repeat_interleave(n)
     attention = attention.repeat_interleave(n, dim=0)
     next_pos = positions[:, -1].repeat_interleave(n) + 1
-    generators = [torch.Generator().manual_seed((int(seeds[i]) * 1_000_003 + j) % 2**63) for i in range(B) for j in range(n)]
+    generators = [
+        torch.Generator().manual_seed((int(seeds[i]) * 1_000_003 + j) % 2**63) for i in range(B) for j in range(n)
+    ]
     tokens: list[list[int]] = [[] for _ in range(B * n)]
     logprob = [0.0] * (B * n)
     active = list(range(B * n))  # sample rows still generating, in cache order
@@ -101,11 +103,11 @@ def sample_texts(
         picked = _pick(logits, u, settings.temperature, settings.top_p)
         lp = torch.log_softmax(logits.float(), dim=-1).gather(1, picked.unsqueeze(1)).squeeze(1)
         keep = []
-        for j, (r, tok, l) in enumerate(zip(active, picked.tolist(), lp.tolist())):
+        for j, (r, tok, tok_lp) in enumerate(zip(active, picked.tolist(), lp.tolist())):
             if tok in settings.stop:
                 continue
             tokens[r].append(tok)
-            logprob[r] += l
+            logprob[r] += tok_lp
             keep.append(j)
         if not keep or step == settings.max_new_tokens - 1:
             break
