@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
             None, help="History handling: remove, zero or none (default: as trained)."
         ),
         ks: Optional[str] = typer.Option(None, help="Cut-offs, e.g. 5,10,20."),
+        users: Optional[int] = typer.Option(
+            None, help="Test a fixed sample of this many users (0 = all; default: as the run was tested)."
+        ),
         device: str = typer.Option("cpu", help="cpu, cuda or auto."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result JSON here."),
         verbose: bool = typer.Option(False, "-v", "--verbose"),
@@ -44,10 +47,12 @@ def register(app: typer.Typer) -> None:
             changes["history_handling"] = history
         if ks:
             changes["ks"] = parse_ints(ks, "--ks")
+        if users is not None:
+            changes["users"] = users
         try:
             ecfg = from_dict(EvalConfig, {**to_dict(cfg.eval), **changes}, where="eval")
         except ConfigError as exc:
-            flag = "--history" if "history_handling" in str(exc) else "--ks"
+            flag = "--history" if "history_handling" in str(exc) else "--users" if "users" in str(exc) else "--ks"
             fail(f"{flag}: {str(exc).split(': ', 1)[-1]}")
         n = prepared.dataset.num_items
         if max(ecfg.ks) > n:

@@ -123,11 +123,25 @@ def run_training(raw: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
                 return []
             _print_run(res, cfg)
             print_result(EvalResult.from_dict(res["test"]), console, title=f"{cfg.name} — test")
+            _print_sample_note(res, cfg.train.monitor)
             console.print(f"run directory: {cfg.run_dir()}")
             return [res]
         return _run_seeds(raw, cfg, seeds, prepared, world)
     finally:
         shutdown(world)
+
+
+def _print_sample_note(res: dict[str, Any], monitor: str) -> None:
+    """Say so when the test ran on a sample of users, with the monitored metric's 95% CI."""
+    users = res.get("test_users") or {}
+    if users.get("evaluated", 0) >= users.get("of", 0):
+        return
+    metric = monitor.rpartition("/")[2]
+    lo, hi = users["ci95"].get(metric, (float("nan"), float("nan")))
+    console.print(
+        f"tested on a fixed sample of {users['evaluated']:,} of {users['of']:,} users (eval.users_seed "
+        f"{users['sample_seed']}); 95% CI of {metric} over users: [{lo:.4f}, {hi:.4f}]"
+    )
 
 
 def _run_seeds(raw: dict[str, Any], cfg, seeds: list[int], prepared, world) -> list[dict[str, Any]]:

@@ -47,10 +47,11 @@ def evaluate_run(
     device: str = "cpu",
     main_metric: str = "NDCG@10",
 ) -> EvalResult:
-    """Evaluate a loaded method on the prepared split's ``valid`` or ``test`` set."""
+    """Evaluate a loaded method on the prepared split's ``valid`` or ``test`` set (the test set
+    on ``cfg.users`` sampled users when set, as the run was tested)."""
     if which not in ("valid", "test"):
         raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
-    eval_set = prepared.split.valid if which == "valid" else prepared.split.test
+    eval_set = prepared.split.valid if which == "valid" else prepared.split.test.sample(cfg.users, cfg.users_seed)
     return evaluate(
         make_score_fn(method), eval_set, prepared.stats, cfg, device=resolve_device(device), main_metric=main_metric
     )
