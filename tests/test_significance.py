@@ -129,3 +129,29 @@ def test_compare_runs_and_table():
     text = console.export_text()
     assert "PAD vs SASRec" in text and "+15.00%" in text and "+50.00%" in text and "0.1150 ± 0.0071" in text
     assert "0 *" in text  # Coverage: p = 0 < alpha, starred
+
+
+def test_user_confidence_intervals_are_student_t_over_users():
+    from padrec.evaluation.significance import user_confidence_intervals
+
+    ranks = [0, 3, 12, 50, 1, 9, 100, 2]
+    ci = user_confidence_intervals(result_with_ranks(ranks), level=0.9)
+    hits = np.array([r < 10 for r in ranks], dtype=float)
+    lo, hi = stats.t.interval(0.9, len(hits) - 1, loc=hits.mean(), scale=stats.sem(hits))
+    assert ci["HR@10"] == pytest.approx((lo, hi))
+    nd = per_user_ndcg(np.array(ranks), 10)
+    assert ci["NDCG@10"] == pytest.approx(stats.t.interval(0.9, len(nd) - 1, loc=nd.mean(), scale=stats.sem(nd)))
+    assert all(math.isnan(x) for x in user_confidence_intervals(result_with_ranks([4]))["HR@10"])
+
+
+def test_eval_set_sample_is_fixed_sorted_and_whole_when_not_smaller(toy_dataset):
+    from padrec.data import make_split
+    from padrec.data.protocols import SplitConfig
+
+    test = make_split(toy_dataset, SplitConfig(max_len=10)).test
+    a, b = test.sample(30, seed=4), test.sample(30, seed=4)
+    assert len(a) == 30 and np.array_equal(a.users, b.users) and np.all(np.diff(a.users) > 0)
+    assert not np.array_equal(a.users, test.sample(30, seed=5).users)
+    idx = np.searchsorted(test.users, a.users)
+    assert np.array_equal(a.targets, test.targets[idx]) and np.array_equal(a.histories, test.histories[idx])
+    assert test.sample(0, 1) is test and test.sample(len(test), 1) is test
