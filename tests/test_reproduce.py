@@ -131,3 +131,14 @@ def test_every_shipped_table_names_configs_or_known_gaps():
             assert status == "ok" or status.startswith("unavailable"), (table.name, row.name, status)
             if row.reuse_from:
                 table.row(row.reuse_from)
+
+
+def test_data_flag_sets_what_train_data_sets():
+    """`padrec reproduce --data X` rows are the runs `padrec train --data X` makes (same data config)."""
+    from padrec.data.loading import resolve_dataset
+    from padrec.reproduce.runner import _data_sets
+
+    assert _data_sets(None) == []
+    want = resolve_dataset("prime_pantry")
+    assert _data_sets("prime_pantry") == [f"data.format={want.format}", "data.name=prime_pantry", "data.path="]
+    assert want.format == "builtin"

@@ -49,7 +49,14 @@ def configs_dir(explicit: str | Path | None = None) -> Path:
 
 
 def _data_sets(data: str | None) -> list[str]:
-    return [] if not data else ["data.format=auto", f"data.name={data}", "data.path="]
+    """The data settings of ``--data`` exactly as ``padrec train --data`` makes them (so a row
+    and a ``padrec train`` run of the same config and data are the same run)."""
+    if not data:
+        return []
+    from padrec.data.loading import resolve_dataset
+
+    cfg = resolve_dataset(data)
+    return [f"data.format={cfg.format}", f"data.name={cfg.name}", f"data.path={cfg.path}"]
 
 
 def _backbone_sets(backbone: str | None, cfg_dir: Path) -> list[str]:
