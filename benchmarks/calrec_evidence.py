@@ -104,7 +104,7 @@ def compare(runs: Path, seed: int, dataset: str) -> dict[str, Any]:
         if name != "calrec":
             for m in ("HR@10", "NDCG@10"):
                 t = paired_ttest(per_user_metric(ref.ranks, m), per_user_metric(res.ranks, m))
-                row[f"calrec_vs_this/{m}"] = {"mean_diff": t.mean_diff, "p": t.p_value}
+                row[f"calrec_vs_this/{m}"] = {"mean_diff": t.mean_diff, "p": t.p}
         row["train_seconds"] = {p["phase"]: p["train_seconds"] for p in raw[name]["phases"]}
         row["total_seconds"] = raw[name].get("total_seconds")
         rows[name] = row
