@@ -42,7 +42,7 @@ import numpy as np
 from padrec.data.stats import GROUP_NAMES
 from padrec.evaluation.metrics import per_user_metric
 from padrec.evaluation.result import EvalResult
-from padrec.evaluation.significance import paired_ttest
+from padrec.evaluation.significance import mean_confidence_interval, paired_ttest
 from padrec.io import read_json, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,14 +60,9 @@ ROWS = (
 
 
 def _ci(values: np.ndarray) -> tuple[float, float, float]:
-    from scipy import stats
-
-    n = len(values)
-    mean = float(values.mean()) if n else float("nan")
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
-    return mean, mean - half, mean + half
+    """(mean, low, high) of per-user values: the 95% interval of ``mean_confidence_interval``."""
+    mean = float(values.mean()) if len(values) else float("nan")
+    return (mean, *mean_confidence_interval(values))
 
 
 def _item_stats(dataset: str):

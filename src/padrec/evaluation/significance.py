@@ -207,14 +207,14 @@ def user_confidence_intervals(
         ``{metric: (low, high)}``; a single user gives ``(nan, nan)``.
     """
     names = list(metrics) if metrics is not None else [f"{m}@{k}" for m in ("HR", "NDCG") for k in result.ks]
-    n = len(result.ranks)
-    out: dict[str, tuple[float, float]] = {}
-    for name in names:
-        values = per_user_metric(result.ranks, name)
-        if n < 2:
-            out[name] = (math.nan, math.nan)
-            continue
-        mean = float(values.mean())
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
-        out[name] = (mean - half, mean + half)
-    return out
+    return {name: mean_confidence_interval(per_user_metric(result.ranks, name), level) for name in names}
+
+
+def mean_confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (n,); ``(nan, nan)`` for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return (math.nan, math.nan)
+    mean = float(np.mean(values))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+    return (mean - half, mean + half)
