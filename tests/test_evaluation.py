@@ -277,6 +277,24 @@ def test_continuous_scores_match_brute_force_and_chunking_invariance():
         assert r.overall == results[0].overall and r.coverage == results[0].coverage
 
 
+@pytest.mark.parametrize("mode", ["remove", "zero", "none"])
+def test_ranks_only_evaluation_gives_the_same_hr_ndcg_without_top_k(mode):
+    rng = np.random.default_rng(5)
+    U, n = 60, 150
+    scores = np.round(rng.normal(size=(U, n + 1)), 1).astype(np.float32)  # rounded: many ties
+    seen = [rng.choice(np.arange(1, n + 1), size=4, replace=False).tolist() for _ in range(U)]
+    targets = rng.integers(1, n + 1, size=U)
+    es = indexed_eval_set(U, targets, seen)
+    stats = make_stats(n, [1 + b % 3 for b in range(n)], [b % 3 for b in range(n)], list(range(1, 16)), num_buckets=3)
+    cfg = EvalConfig(ks=[5, 10], history_handling=mode, batch_size=17)
+    full = evaluate(table_score_fn(scores), es, stats, cfg)
+    ranks_only = evaluate(table_score_fn(scores), es, stats, cfg, with_topk=False)
+    np.testing.assert_array_equal(ranks_only.ranks, full.ranks)
+    assert ranks_only.overall == full.overall and ranks_only.by_bucket == full.by_bucket
+    assert ranks_only.head_tail == full.head_tail and ranks_only.main() == full.main()
+    assert ranks_only.topk is None and ranks_only.coverage == {} and full.coverage
+
+
 def test_padding_column_ignored_and_scores_not_modified():
     scores = torch.tensor([[100.0, 1.0, 2.0, 3.0, 4.0]])
     before = scores.clone()

@@ -152,3 +152,14 @@ def test_validate_from_with_a_time_stop_before_it_still_returns_a_validated_mode
 def test_validate_from_must_lie_within_the_epochs():
     with pytest.raises(ValueError, match="validate_from"):
         TrainConfig(epochs=10, validate_from=11)
+
+
+@pytest.mark.parametrize("monitor", ["NDCG@10", "Coverage@10"])
+def test_validation_keeps_top_k_lists_only_for_a_coverage_monitor(toy_dataset, monitor):
+    method, split = build(toy_dataset)
+    cfg = TrainConfig(epochs=1, progress=False, monitor=monitor)
+    trainer = Trainer(method, split, cfg, EvalConfig(ks=[10]))
+    res = trainer.validate(trainer.validation_set())
+    full = Trainer(method, split, TrainConfig(epochs=1, progress=False), EvalConfig(ks=[10]))
+    assert (res.topk is None) == (monitor == "NDCG@10")
+    assert res.main() > 0 and res.overall == full.validate(full.validation_set()).overall

@@ -106,10 +106,12 @@ def _rank_chunk(
     seen_cols: torch.Tensor,
     handling: str,
     kmax: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    with_topk: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Ranks (B,) and top-``kmax`` lists (B, kmax) of one chunk of scores (B, N+1).
 
     ``scores`` is not modified; ``seen_rows``/``seen_cols`` index the seen (user, item) pairs.
+    ``with_topk=False`` returns ``None`` for the lists (the ranks alone give HR and NDCG).
     """
     n1 = scores.shape[1]
     n = n1 - 1
@@ -133,6 +135,8 @@ def _rank_chunk(
         before = (sub == t[tied_rows]) & (ids.unsqueeze(0) < targets[tied_rows].unsqueeze(1))
         ranks[tied_rows] += before.sum(1, dtype=torch.int32)
     ranks = torch.where(unrankable, torch.full_like(ranks, n), ranks).long()
+    if not with_topk:
+        return ranks, None
 
     k = kmax  # <= n, checked by evaluate
     # One extra candidate shows whether the K-th score is shared with an item outside the list.
@@ -160,6 +164,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = False,
     main_metric: str = "NDCG@10",
+    with_topk: bool = True,
 ) -> EvalResult:
     """Rank the whole catalogue for every user of ``eval_set`` and compute the metrics.
 
@@ -175,6 +180,9 @@ def evaluate(
         progress: show a progress bar over chunks.
         main_metric: the metric the result reports first (:meth:`EvalResult.main`); the
             run's ``train.monitor``.
+        with_topk: keep each user's top-K list (needed for coverage). ``False`` computes the
+            ranks alone: HR, NDCG and their groups are the same, coverage is empty and
+            ``topk`` is ``None`` (validation during training, about a third faster on CPU).
     Returns:
         :class:`EvalResult`.
     """
@@ -187,7 +195,7 @@ def evaluate(
     targets_np = np.asarray(eval_set.targets, dtype=np.int64)
     n_items = item_stats.num_items if item_stats is not None else None
     ranks_out = np.empty(U, dtype=np.int64)
-    topk_out = np.zeros((U, kmax), dtype=np.int64)
+    topk_out = np.zeros((U, kmax), dtype=np.int64) if with_topk else None
 
     chunks = list(range(0, U, cfg.batch_size))
     bar = None
@@ -217,9 +225,12 @@ def evaluate(
                 step = _CPU_BLOCK_ROWS if device.type == "cpu" else hi - lo
                 for blo in range(lo, hi, step):
                     bhi = min(blo + step, hi)
-                    r, top = _rank_users(scores[blo - lo : bhi - lo], eval_set, targets_np, blo, bhi, cfg, device)
+                    r, top = _rank_users(
+                        scores[blo - lo : bhi - lo], eval_set, targets_np, blo, bhi, cfg, device, with_topk
+                    )
                     ranks_out[blo:bhi] = r.cpu().numpy()
-                    topk_out[blo:bhi] = top.cpu().numpy()
+                    if topk_out is not None:
+                        topk_out[blo:bhi] = top.cpu().numpy()
                 if bar is not None:
                     bar.update(task, advance=hi - lo)
     finally:
@@ -256,13 +267,14 @@ def _rank_users(
     hi: int,
     cfg: EvalConfig,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranks and top-K lists of users ``lo:hi`` whose scores (hi-lo, N+1) are given."""
+    with_topk: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ranks and top-K lists (None without ``with_topk``) of users ``lo:hi`` whose scores (hi-lo, N+1) are given."""
     indptr = eval_set.seen_indptr
     cols = torch.as_tensor(eval_set.seen_items[indptr[lo] : indptr[hi]], dtype=torch.int64).to(device)
     rows = torch.from_numpy(np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))).to(device)
     tg = torch.from_numpy(targets[lo:hi]).to(device)
-    return _rank_chunk(scores, tg, rows, cols, cfg.history_handling, max(cfg.ks))
+    return _rank_chunk(scores, tg, rows, cols, cfg.history_handling, max(cfg.ks), with_topk)
 
 
 def _check_inputs(targets: np.ndarray, n_items: int, cfg: EvalConfig) -> None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from padrec.data.protocols import EvalSet, Split
 from padrec.devices import resolve_device, resolve_precision
 from padrec.evaluation import EvalConfig, EvalResult, evaluate
+from padrec.evaluation.metrics import parse_metric
 from padrec.io import read_json, write_json
 from padrec.methods.base import Method
 from padrec.methods.batches import BatchSettings, StepInfo, WindowBatches
@@ -136,7 +137,10 @@ class Trainer:
         return self.split.valid.sample(self.config.valid_users, self.config.seed)
 
     def validate(self, eval_set: EvalSet) -> EvalResult:
+        """The method's validation result on ``eval_set``; top-K lists are kept only when the
+        monitored metric is a coverage (HR and NDCG need the target's rank alone)."""
         self.method.eval()
+        kind, _ = parse_metric(self.config.monitor.rpartition("/")[2])
         result = evaluate(
             make_score_fn(self.method),
             eval_set,
@@ -144,6 +148,7 @@ class Trainer:
             self.eval_config,
             device=self.device,
             main_metric=self.config.monitor,
+            with_topk=kind not in ("HR", "NDCG"),
         )
         if self.config.trim_memory_every:
             release_freed_memory()

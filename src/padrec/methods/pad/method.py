@@ -270,13 +270,18 @@ class PAD(Method):
         return {e: w[:, i] * self.expert(e).score_all(histories) for i, e in enumerate(self.config.experts)}
 
     def _fused_score(self, histories: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, N+1) Σ_e g_e(item) · logit_e as one product: the experts' sequence
+        vectors side by side against their tables scaled by each item's gate weight (one pass
+        over the (B, N+1) scores instead of one per expert and one per sum)."""
         experts = [self.expert(e) for e in self.config.experts]
         tables = [ex.items.all() for ex in experts]
         w = self.serving_gate
         if w is None:
             ids = torch.arange(self.num_items + 1, device=histories.device)
             w = self.gate.weights(ids, tables)  # (N+1) × E
-        return sum(w[:, e] * ex.all_logits(ex.sequence_vector(histories), tables[e]) for e, ex in enumerate(experts))
+        query = torch.cat([ex.sequence_vector(histories) for ex in experts], dim=-1)  # B × E·d
+        items = torch.cat([w[:, e : e + 1] * t for e, t in enumerate(tables)], dim=1)  # (N+1) × E·d
+        return query @ items.t()
 
     def for_serving(self, copy_model: bool = True) -> PAD:
         """As :meth:`Method.for_serving`, with the per-item gate weights precomputed."""
