@@ -10,6 +10,8 @@ from padrec.losses.ranking import (
     bce_loss,
     log_popularity_prior,
     sample_negatives,
+    sample_shared_negatives,
+    sampled_softmax_loss,
     softmax_ce_loss,
 )
 
@@ -108,3 +110,75 @@ def test_logit_adjustment_config_is_checked(toy_dataset):
     no_stats = MethodContext(toy_dataset.num_items, split.config.max_len)
     with pytest.raises(ValueError, match="item statistics"):
         METHODS.build("sequential", {"logit_adjustment": 0.5}, context=no_stats)
+
+
+def test_sampled_softmax_over_every_item_is_the_full_softmax():
+    g = torch.Generator().manual_seed(0)
+    n, d = 9, 4
+    table = torch.randn(n + 1, d, generator=g)
+    seq = torch.randn(5, d, generator=g)
+    targets = torch.tensor([1, 4, 9, 4, 2])
+    negatives = torch.arange(1, n + 1)  # every item: each row's own target is an accidental hit, masked
+    got = sampled_softmax_loss(seq, table[targets], table[negatives], targets, negatives)
+    want = torch.nn.functional.cross_entropy(seq @ table[1:].t(), targets - 1)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_sampled_softmax_log_q_correction_and_logit_adjustment():
+    g = torch.Generator().manual_seed(1)
+    n, d = 6, 3
+    table = torch.randn(n + 1, d, generator=g)
+    seq = torch.randn(4, d, generator=g)
+    targets = torch.tensor([2, 3, 6, 1])
+    negatives = torch.tensor([5, 5, 3, 1])  # repeats and hits, as sampling with replacement gives
+    log_q = torch.log(torch.tensor([0.0, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1]) + 1e-12)
+    prior = torch.log(torch.tensor([1.0, 0.3, 0.2, 0.2, 0.1, 0.1, 0.1]))
+    got = sampled_softmax_loss(seq, table[targets], table[negatives], targets, negatives, log_q, prior, 0.5)
+    rows = []
+    for t, h in zip(targets.tolist(), seq):
+        pos = h @ table[t] - log_q[t] + 0.5 * prior[t]
+        negs = [h @ table[j] - log_q[j] + 0.5 * prior[j] for j in negatives.tolist() if j != t]
+        rows.append(-pos + torch.logsumexp(torch.stack([pos, *negs]), 0))
+    assert torch.allclose(got, torch.stack(rows).mean(), atol=1e-5)
+
+
+def test_shared_negatives_follow_the_sampler():
+    uniform = sample_shared_negatives(50, 4000, generator=torch.Generator().manual_seed(0))
+    assert uniform.shape == (4000,) and uniform.min() >= 1 and uniform.max() <= 50
+    assert torch.equal(uniform, sample_shared_negatives(50, 4000, generator=torch.Generator().manual_seed(0)))
+    q = torch.tensor([0.0, 0.7, 0.2, 0.1])
+    draws = sample_shared_negatives(3, 20000, torch.log(q.clamp_min(1e-30)), generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    assert freq[0] == 0 and torch.allclose(freq[1:], q[1:], atol=0.02)
+
+
+def test_sequential_trains_with_sampled_softmax(toy_dataset):
+    from padrec.config import fingerprint_fields
+    from padrec.data import compute_item_stats, make_split
+    from padrec.methods import METHODS, MethodContext
+    from padrec.methods.batches import TrainBatch
+
+    split = make_split(toy_dataset)
+    ctx = MethodContext(toy_dataset.num_items, split.config.max_len, compute_item_stats(toy_dataset, 4))
+    for sampler in ("uniform", "popularity"):
+        torch.manual_seed(0)
+        cfg = {"hidden_size": 8, "loss": "sampled_ce", "sampled_negatives": 16, "negative_sampler": sampler}
+        m = METHODS.build("sequential", cfg, context=ctx)
+        assert (m.sampler_log_q is not None) == (sampler == "popularity")
+        inputs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]) % (toy_dataset.num_items + 1)
+        targets = torch.tensor([[0, 2, 3, 4], [5, 6, 7, 8]]) % (toy_dataset.num_items + 1)
+        opt = torch.optim.Adam(m.parameters(), lr=0.05)
+        losses = []
+        for _ in range(30):
+            loss = m._losses(TrainBatch(inputs=inputs, targets=targets, users=torch.arange(2)), None)["rec"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        assert math.isfinite(losses[0]) and sum(losses[-5:]) < sum(losses[:5])
+    plain = METHODS.get("sequential").config_class()
+    assert "sampled_negatives" not in fingerprint_fields(plain)  # finished runs keep their fingerprints
+    with pytest.raises(ValueError, match="sampled_negatives"):
+        METHODS.build("sequential", {"loss": "sampled_ce", "sampled_negatives": 0}, context=ctx)
+    with pytest.raises(ValueError, match="negative_sampler"):
+        METHODS.build("sequential", {"negative_sampler": "zipf"}, context=ctx)

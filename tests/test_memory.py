@@ -53,3 +53,27 @@ def test_trim_gives_back_freed_heap_memory():
     assert release_freed_memory()
     assert resident_mb() < before - 50
     del pinned
+
+
+def test_heap_trimmer_trims_only_past_the_plateau(monkeypatch):
+    import padrec.training.memory as memory
+
+    sizes = iter([900, 1100, 1000, 1300, 1500, 1200, 1420])  # MB at successive checks
+    monkeypatch.setattr(memory, "resident_bytes", lambda: next(sizes) << 20)
+    calls = []
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: calls.append(1) or True)
+    trimmer = memory.HeapTrimmer(growth=0.25, min_growth_bytes=100 << 20, warmup=3)
+    got = [trimmer.maybe_trim() for _ in range(7)]
+    # plateau = max of the first three checks (1100 MB); the margin is 275 MB: trim above 1375 MB
+    assert trimmer.plateau == 1100 << 20
+    assert got == [False, False, False, False, True, False, True]
+    assert len(calls) == trimmer.trims == 2
+
+
+def test_heap_trimmer_trims_every_time_without_a_resident_size(monkeypatch):
+    import padrec.training.memory as memory
+
+    monkeypatch.setattr(memory, "resident_bytes", lambda: None)
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: True)
+    trimmer = memory.HeapTrimmer()
+    assert all(trimmer.maybe_trim() for _ in range(4)) and trimmer.trims == 4

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         ),
         method: Optional[str] = typer.Option(None, help="Method name (sequential, pad, ...)."),
         backbone: Optional[str] = typer.Option(None, help="Backbone name (sasrec, gru4rec, caser)."),
-        loss: Optional[str] = typer.Option(None, help="Ranking loss for ID models: ce or bce."),
+        loss: Optional[str] = typer.Option(None, help="Ranking loss for ID models: ce, bce or sampled_ce."),
         hidden_size: Optional[int] = typer.Option(None, help="Hidden size d."),
         protocol: Optional[str] = typer.Option(None, help="Split protocol: pad or faerec."),
         max_len: Optional[int] = typer.Option(None, help="History window."),

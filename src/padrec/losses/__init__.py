@@ -1,4 +1,4 @@
-"""Losses as plain functions of tensors: ranking (BCE with negatives, softmax CE) and alignment."""
+"""Losses as plain functions of tensors: ranking (BCE with negatives, full and sampled softmax CE) and alignment."""
 
 from padrec.losses.barlow import barlow_twins, grouped_barlow_twins, median_split
 from padrec.losses.contrastive import item_info_nce
@@ -7,6 +7,8 @@ from padrec.losses.ranking import (
     bce_loss,
     log_popularity_prior,
     sample_negatives,
+    sample_shared_negatives,
+    sampled_softmax_loss,
     softmax_ce_loss,
 )
 
@@ -19,5 +21,7 @@ __all__ = [
     "log_popularity_prior",
     "median_split",
     "sample_negatives",
+    "sample_shared_negatives",
+    "sampled_softmax_loss",
     "softmax_ce_loss",
 ]

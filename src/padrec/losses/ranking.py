@@ -120,3 +120,74 @@ def softmax_ce_loss(
     mask = targets > 0
     logits = seq_vectors[mask] @ item_vectors.t()  # T × (N+1)
     return adjusted_cross_entropy(logits, targets[mask], log_prior, tau)
+
+
+def sample_shared_negatives(
+    num_items: int,
+    num_negatives: int,
+    log_q: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``num_negatives`` item ids in 1..N drawn with replacement, shared by a whole batch.
+
+    Args:
+        log_q: (N+1,) log sampling probabilities (entry 0 ignored), e.g.
+            :func:`log_popularity_prior`; ``None`` samples uniformly.
+    Returns:
+        (K,) int64 ids on ``device``.
+    """
+    gen_device = generator.device if generator is not None else torch.device(device)
+    if log_q is None:
+        ids = torch.randint(1, num_items + 1, (num_negatives,), generator=generator, device=gen_device)
+    else:
+        probs = log_q[1:].to(gen_device, torch.float64).exp()
+        ids = torch.multinomial(probs, num_negatives, replacement=True, generator=generator) + 1
+    return ids.to(device)
+
+
+def sampled_softmax_loss(
+    seq_vectors: torch.Tensor,
+    target_vectors: torch.Tensor,
+    negative_vectors: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    log_q: torch.Tensor | None = None,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
+) -> torch.Tensor:
+    """Softmax cross-entropy over the target and K negatives shared by the batch.
+
+    The cost per position is K dot products instead of N, so catalogues of millions of items
+    train in the memory and time of a few thousand (Bengio & Senécal 2008; Jean et al. 2015).
+    A negative equal to the position's target is removed from that row (an accidental hit).
+    With a non-uniform sampler, ``log_q`` subtracts log Q(i) from every logit, the target's
+    included (the correction of Yi et al., RecSys 2019), so the loss stays an estimate of the
+    full softmax; a uniform sampler needs none (the offset is the same for every item).
+
+    Args:
+        seq_vectors: (T, d) sequence outputs at positions with a target.
+        target_vectors: (T, d) the targets' candidate vectors.
+        negative_vectors: (K, d) the negatives' candidate vectors.
+        targets: (T,) int64 target ids. negatives: (K,) int64 negative ids.
+        log_q: (N+1,) log sampling probabilities of the sampler, or ``None`` (uniform).
+        log_prior, tau: optional logit adjustment (τ·log π on every logit, as in
+            :func:`adjusted_cross_entropy`).
+    Returns:
+        scalar mean cross-entropy over the T positions.
+    """
+    pos = (seq_vectors * target_vectors).sum(-1, keepdim=True)  # T × 1
+    neg = seq_vectors @ negative_vectors.t()  # T × K
+    if log_q is not None:
+        log_q = log_q.to(seq_vectors.device)
+        pos = pos - log_q[targets].unsqueeze(1)
+        neg = neg - log_q[negatives].unsqueeze(0)
+    if tau:
+        if log_prior is None:
+            raise ValueError("logit adjustment (tau != 0) needs the log popularity prior")
+        log_prior = log_prior.to(seq_vectors.device)
+        pos = pos + tau * log_prior[targets].unsqueeze(1)
+        neg = neg + tau * log_prior[negatives].unsqueeze(0)
+    neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos, neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))

@@ -7,7 +7,14 @@ from typing import Any
 
 import torch
 
-from padrec.losses.ranking import bce_loss, log_popularity_prior, sample_negatives, softmax_ce_loss
+from padrec.losses.ranking import (
+    bce_loss,
+    log_popularity_prior,
+    sample_negatives,
+    sample_shared_negatives,
+    sampled_softmax_loss,
+    softmax_ce_loss,
+)
 from padrec.methods.base import MethodContext
 from padrec.methods.batches import TrainBatch
 from padrec.models.backbones.base import backbone_config
@@ -37,16 +44,31 @@ def ranking_losses(
     num_negatives: int = 1,
     log_prior: torch.Tensor | None = None,
     tau: float = 0.0,
+    sampled_negatives: int = 1024,
+    sampler_log_q: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The next-item loss of one expert on a batch as ``{"rec": loss}``.
 
-    ``loss``: ``ce`` (full softmax over the candidate table) or ``bce`` (``num_negatives``
-    sampled negatives per position); ``log_prior`` ((N+1,) log π) and ``tau`` add logit
-    adjustment (τ·log π_i on every logit in training only).
+    ``loss``: ``ce`` (full softmax over the candidate table), ``bce`` (``num_negatives``
+    sampled negatives per position) or ``sampled_ce`` (softmax over the target and
+    ``sampled_negatives`` negatives shared by the batch, drawn uniformly or, given
+    ``sampler_log_q`` ((N+1,) log Q), from Q with the log Q correction); ``log_prior``
+    ((N+1,) log π) and ``tau`` add logit adjustment (τ·log π_i on every logit in training only).
     """
     h = expert.encode(batch.inputs)  # B × L × d
     if loss == "ce":
         return {"rec": softmax_ce_loss(h, expert.items.all(), batch.targets, log_prior, tau)}
+    if loss == "sampled_ce":
+        mask = batch.targets > 0
+        targets = batch.targets[mask]
+        negatives = sample_shared_negatives(num_items, sampled_negatives, sampler_log_q, h.device)
+        vectors = expert.items.candidates(torch.cat([targets, negatives]))
+        seq = h[mask]
+        return {
+            "rec": sampled_softmax_loss(
+                seq, vectors[: len(targets)], vectors[len(targets) :], targets, negatives, sampler_log_q, log_prior, tau
+            )
+        }
     neg = sample_negatives(batch.inputs, batch.targets, num_items, num_negatives)
     pos = expert.logits(h, batch.targets.unsqueeze(-1)).squeeze(-1)
     neg_logits = expert.logits(h, neg)
@@ -60,6 +82,7 @@ def ranking_losses(
 # table is (N+1) × d; sampled logits are B × L × negatives × d).
 MAX_HIDDEN_SIZE = 16384
 MAX_NEGATIVES = 4096
+MAX_SHARED_NEGATIVES = 1 << 20
 
 
 def check_common_fields(cfg: Any) -> None:

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import torch
 
+from padrec.config import setting
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
-from padrec.methods.objectives import check_common_fields, popularity_prior, ranking_losses
+from padrec.methods.objectives import MAX_SHARED_NEGATIVES, check_common_fields, popularity_prior, ranking_losses
 from padrec.models.backbones.base import BACKBONES, build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.base import ITEM_REPRESENTATIONS, ItemContext, build_items, items_config
@@ -33,9 +34,15 @@ class SequentialConfig:
             (ID ⊕ text), or any other registered one.
         items_config: the item representation's own fields.
         hidden_size: d, the width of item and sequence vectors.
-        loss: ``ce`` (full softmax cross-entropy; converges fastest on small catalogues) or
-            ``bce`` (one or more sampled negatives per position; PAD's loss).
+        loss: ``ce`` (full softmax cross-entropy; converges fastest on small catalogues),
+            ``bce`` (one or more sampled negatives per position; PAD's loss) or
+            ``sampled_ce`` (softmax over the target and ``sampled_negatives`` negatives
+            shared by the batch: the cost per position no longer grows with the catalogue,
+            for catalogues of 10^5-10^6 items).
         num_negatives: negatives per position for ``bce``.
+        sampled_negatives: K, negatives shared by a batch for ``sampled_ce``.
+        negative_sampler: how ``sampled_ce`` draws them: ``uniform`` over 1..N or
+            ``popularity`` (∝ training frequency + 1, with the log Q correction).
         init_std: std of the normal initialisation of ID tables.
         logit_adjustment: τ ≥ 0; training adds τ·log π_i (smoothed training popularity) to
             every logit (of the full softmax, or of the positive and negatives under ``bce``),
@@ -48,13 +55,24 @@ class SequentialConfig:
     items: str = "id"
     items_config: dict[str, Any] = field(default_factory=dict)
     hidden_size: int = 64
-    loss: Literal["ce", "bce"] = "ce"
+    loss: Literal["ce", "bce", "sampled_ce"] = "ce"
     num_negatives: int = 1
     init_std: float = 0.02
     logit_adjustment: float = 0.0
+    # added after runs existed: at their legacy values they leave fingerprints unchanged
+    sampled_negatives: int = setting(1024, legacy=1024)
+    negative_sampler: Literal["uniform", "popularity"] = setting("uniform", legacy="uniform")
 
     def __post_init__(self) -> None:
         check_common_fields(self)
+        if self.loss not in ("ce", "bce", "sampled_ce"):
+            raise ValueError(f"loss must be ce, bce or sampled_ce, got {self.loss!r}")
+        if not 1 <= self.sampled_negatives <= MAX_SHARED_NEGATIVES:
+            raise ValueError(
+                f"sampled_negatives must be between 1 and {MAX_SHARED_NEGATIVES}, got {self.sampled_negatives}"
+            )
+        if self.negative_sampler not in ("uniform", "popularity"):
+            raise ValueError(f"negative_sampler must be uniform or popularity, got {self.negative_sampler!r}")
         items_config(self.items, self.items_config)
 
 
@@ -80,6 +98,10 @@ class SequentialRecommender(Method):
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)
         self.expert = Expert(items, backbone)
         self.register_buffer("log_prior", popularity_prior(context, config.logit_adjustment), persistent=False)
+        popularity_sampler = config.loss == "sampled_ce" and config.negative_sampler == "popularity"
+        self.register_buffer(
+            "sampler_log_q", popularity_prior(context, 1.0) if popularity_sampler else None, persistent=False
+        )
 
     def phases(self) -> list[Phase]:
         return [Phase("train", losses=self._losses, score=self._score, trains=["expert"])]
@@ -87,7 +109,15 @@ class SequentialRecommender(Method):
     def _losses(self, batch: TrainBatch, step: StepInfo | None) -> dict[str, torch.Tensor]:
         cfg = self.config
         return ranking_losses(
-            self.expert, batch, cfg.loss, self.num_items, cfg.num_negatives, self.log_prior, cfg.logit_adjustment
+            self.expert,
+            batch,
+            cfg.loss,
+            self.num_items,
+            cfg.num_negatives,
+            self.log_prior,
+            cfg.logit_adjustment,
+            cfg.sampled_negatives,
+            self.sampler_log_q,
         )
 
     def _score(self, histories: torch.Tensor) -> torch.Tensor:

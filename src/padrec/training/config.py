@@ -54,8 +54,9 @@ class TrainConfig:
             start and end (:mod:`padrec.training.threads`).
         max_minutes: stop a phase after this much wall time (0 = no limit).
         progress: show a progress bar with loss, rate and ETA.
-        trim_memory_every: on Linux/glibc, hand freed heap memory back to the OS every this
-            many batches and after each validation (0 = never); see
+        trim_memory_every: on Linux/glibc, check the resident size every this many batches
+            and hand freed heap memory back to the OS when it has grown a quarter (at least
+            256 MB) past the plateau of the first checks, and after each validation (0 = never); see
             :mod:`padrec.training.memory`. It bounds the resident size, not the results.
     """
 

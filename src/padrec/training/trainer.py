@@ -29,7 +29,7 @@ from padrec.methods.batches import BatchSettings, StepInfo, WindowBatches
 from padrec.training.checkpoint import load_training_state, load_weights, save_training_state, save_weights
 from padrec.training.config import TrainConfig, phase_config
 from padrec.training.distributed import Distributed
-from padrec.training.memory import release_freed_memory
+from padrec.training.memory import HeapTrimmer
 from padrec.training.optim import build_optimizer, learning_rate, set_learning_rate
 from padrec.training.threads import refresh as refresh_threads
 
@@ -131,6 +131,7 @@ class Trainer:
         self.eval_config = eval_config
         self.world = world or Distributed()
         self.device = device or resolve_device(config.device)
+        self._heap = HeapTrimmer()
 
     def validation_set(self) -> EvalSet:
         """The validation users (a fixed sample of ``valid_users`` of them when set)."""
@@ -151,7 +152,7 @@ class Trainer:
             with_topk=kind not in ("HR", "NDCG"),
         )
         if self.config.trim_memory_every:
-            release_freed_memory()
+            self._heap.trim()
         return result
 
     def _monitored(self, eval_set: EvalSet) -> float:
@@ -363,7 +364,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             if cfg.trim_memory_every and (b + 1) % cfg.trim_memory_every == 0:
-                release_freed_memory()
+                self._heap.maybe_trim()
             if b % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss.detach()) * len(micro):.4f}")
         bar.close()
