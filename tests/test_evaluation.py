@@ -269,7 +269,7 @@ def test_continuous_scores_match_brute_force_and_chunking_invariance():
     seen = [rng.choice(np.arange(1, n + 1), size=5, replace=False).tolist() for _ in range(U)]
     targets = rng.integers(1, n + 1, size=U)
     es = indexed_eval_set(U, targets, seen)
-    results = [evaluate(table_score_fn(scores), es, None, EvalConfig(batch_size=bs)) for bs in (1, 13, 4096)]
+    results = [evaluate(table_score_fn(scores), es, None, EvalConfig(batch_size=bs)) for bs in (1, 13, 4096, 0)]
     ref_ranks, ref_top = reference(scores, targets, seen, "remove", 20)
     for r in results:
         np.testing.assert_array_equal(r.ranks, ref_ranks)
@@ -360,7 +360,8 @@ def test_config_validation():
         from_dict(EvalConfig, {"histroy_handling": "zero"})
     with pytest.raises(ConfigError):
         from_dict(EvalConfig, {"history_handling": "drop"})
-    for bad in ({"batch_size": 0}, {"ks": []}):
+    assert EvalConfig().batch_size == 0  # chunk size from the free memory
+    for bad in ({"batch_size": -1}, {"ks": []}):
         with pytest.raises(ValueError):
             EvalConfig(**bad)
 
@@ -505,3 +506,31 @@ def test_prime_pantry_sized_evaluation():
     ref_ranks, ref_top = reference(sample_scores, targets[sample], [seen[u] for u in sample], "remove", max(cfg.ks))
     np.testing.assert_array_equal(res.ranks[sample], ref_ranks)
     np.testing.assert_array_equal(res.topk[sample], ref_top)
+
+
+def test_auto_chunk_size_follows_the_free_memory():
+    from padrec.evaluation.ranking import auto_chunk_users
+
+    cpu = torch.device("cpu")
+    assert auto_chunk_users(16_859, cpu, free_bytes=20 << 30) == 2048  # Games: the cap
+    big = auto_chunk_users(1_000_000, cpu, free_bytes=20 << 30)
+    assert 250 < big < 400 and big * 1_000_001 * 16 <= 0.25 * (20 << 30)
+    assert auto_chunk_users(1_000_000, cpu, free_bytes=10 << 30) < big
+    assert auto_chunk_users(10**9, cpu, free_bytes=1 << 20) == 1  # never 0
+    assert auto_chunk_users(8_347, cpu) >= 1  # measured on this machine
+
+
+def test_auto_chunks_cover_every_user_once():
+    rng = np.random.default_rng(5)
+    U, n = 300, 20
+    scores = rng.normal(size=(U, n + 1)).astype(np.float32)
+    es = indexed_eval_set(U, rng.integers(1, n + 1, size=U), [[] for _ in range(U)])
+    inner = table_score_fn(scores)
+    rows: list[int] = []
+
+    def score_fn(h: torch.Tensor) -> torch.Tensor:
+        rows.append(len(h))
+        return inner(h)
+
+    r = evaluate(score_fn, es, None, EvalConfig(batch_size=0))
+    assert rows[0] == 64 and sum(rows) == U and len(r.ranks) == U  # a first chunk learns N, then the auto size

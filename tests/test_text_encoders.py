@@ -13,6 +13,7 @@ import torch
 from text_helpers import titles_dataset
 
 import padrec.text.causal_lm as causal_lm
+from padrec.devices import native_bf16
 from padrec.text import (
     CausalLMConfig,
     CausalLMEncoder,
@@ -69,6 +70,25 @@ def test_minilm_identity_changes_with_options() -> None:
     assert base != SentenceTransformerEncoder(SentenceTransformerConfig(max_seq_length=32)).identity()
     assert base != SentenceTransformerEncoder(SentenceTransformerConfig(prompt="query: ")).identity()
     assert base != SentenceTransformerEncoder(SentenceTransformerConfig(normalize=False)).identity()
+    assert base["dtype"] == "float32"
+    assert SentenceTransformerEncoder(SentenceTransformerConfig(dtype="bfloat16")).identity()["dtype"] == "bfloat16"
+    auto = SentenceTransformerEncoder(SentenceTransformerConfig(dtype="auto")).identity()["dtype"]
+    assert auto == ("bfloat16" if native_bf16(torch.device("cpu")) else "float32")
+    with pytest.raises(ValueError, match="dtype"):
+        SentenceTransformerConfig(dtype="int8")
+
+
+@needs_minilm
+def test_minilm_bfloat16_autocast_keeps_the_vectors(tmp_path: Path) -> None:
+    titles = ["Saran Premium Plastic Wrap, 100 Sq Ft", "Hidden Valley Ranch Salad Dressing, 8 oz", "Tea"]
+    vectors = []
+    for dtype in ("float32", "bfloat16"):
+        enc = SentenceTransformerEncoder(SentenceTransformerConfig(dtype=dtype))
+        enc.prepare(torch.device("cpu"), tmp_path)
+        vectors.append(enc.encode(titles, batch_size=2))
+    assert vectors[1].dtype == np.float32 and vectors[1].shape == (3, 384)
+    assert not np.array_equal(vectors[0], vectors[1])  # bf16 products really ran
+    assert ((vectors[0] * vectors[1]).sum(1) > 0.999).all()
 
 
 def test_sentence_transformers_missing_local_path(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """Full-ranking evaluation of any ``score_all``-style function over an :class:`EvalSet`.
 
 Users are scored in chunks of ``EvalConfig.batch_size`` so that at most
-``batch_size × (N+1)`` scores exist at once. For each user the evaluator keeps the 0-based
+``batch_size × (N+1)`` scores exist at once; by default the chunk size follows from the memory
+free on the device (:func:`auto_chunk_users`), so a catalogue of a million items is ranked in
+chunks of a few hundred users where one of ten thousand items takes thousands. For each user the evaluator keeps the 0-based
 rank of the target and its top-``K_max`` list; metrics are computed from these afterwards
 (:mod:`padrec.evaluation.metrics`). Ordering rule (deterministic, also for exact ties):
 items are ordered by score, highest first, and equal scores by item id, smallest first.
@@ -32,7 +34,7 @@ from padrec.data.stats import ItemStats
 from padrec.evaluation.metrics import parse_metric, summarize
 from padrec.evaluation.result import EvalResult
 
-__all__ = ["EvalConfig", "EvalResult", "ScoreFn", "evaluate"]
+__all__ = ["EvalConfig", "EvalResult", "ScoreFn", "auto_chunk_users", "evaluate"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,7 +54,8 @@ class EvalConfig:
             ``zero`` (FAERec release quirk): their scores are set to 0, not removed;
             ``none`` (RecBole): left in; only the padding column is excluded.
         batch_size: users scored per chunk; peak memory is about ``batch_size × (N+1)`` floats
-            (it cannot change a result, so it stays out of fingerprints).
+            times a few copies. 0 (default) = chosen from the free memory of the device
+            (:func:`auto_chunk_users`). It cannot change a result, so it stays out of fingerprints.
         users: test a fixed random sample of this many users (0 = all), drawn with
             ``users_seed``, for methods too slow to rank every user (CALRec generates text per
             user); results then say so and carry 95% confidence intervals over users. Only the
@@ -64,7 +67,7 @@ class EvalConfig:
 
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     history_handling: Literal["remove", "zero", "none"] = "remove"
-    batch_size: int = setting(2048, fingerprint=False)
+    batch_size: int = setting(0, fingerprint=False)
     users: int = setting(0, fingerprint=False)
     users_seed: int = setting(0, fingerprint=False)
 
@@ -74,10 +77,35 @@ class EvalConfig:
         self.ks = sorted({int(k) for k in self.ks})
         if self.history_handling not in ("remove", "zero", "none"):
             raise ValueError(f"history_handling must be remove, zero or none, got {self.history_handling!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 1 (or 0 = from the free memory), got {self.batch_size}")
         if self.users < 0:
             raise ValueError(f"users must be >= 0 (0 = all), got {self.users}")
+
+
+# Bytes per score in a chunk: the method's float32 scores, the ranking's masked working copy of
+# a row block, comparison masks, and the method's own intermediates (a fused model adds its
+# experts' scores): a generous 4 float32 copies.
+_BYTES_PER_SCORE = 16
+_MAX_AUTO_USERS = 2048
+_MEMORY_SHARE = 0.25
+
+
+def auto_chunk_users(num_items: int, device: torch.device, free_bytes: int | None = None) -> int:
+    """Users per evaluation chunk so that the chunk's scores (users × (N+1), with working copies)
+    take at most a quarter of the memory free on ``device``: between 1 and 2048.
+
+    ``free_bytes`` overrides the measurement (:func:`padrec.devices.free_memory_bytes`).
+    Prime Pantry (8,348 columns) and Games (16,860) get 2048 users on any machine with a few GB
+    free; a million items on a machine with 20 GB free, about 300.
+    """
+    from padrec.devices import free_memory_bytes
+
+    free = free_bytes if free_bytes is not None else free_memory_bytes(device)
+    if free is None:
+        free = 4 << 30
+    users = int(_MEMORY_SHARE * free // (max(1, num_items + 1) * _BYTES_PER_SCORE))
+    return max(1, min(_MAX_AUTO_USERS, users))
 
 
 def _split_qualified(name: str) -> tuple[str, str]:
@@ -197,7 +225,6 @@ def evaluate(
     ranks_out = np.empty(U, dtype=np.int64)
     topk_out = np.zeros((U, kmax), dtype=np.int64) if with_topk else None
 
-    chunks = list(range(0, U, cfg.batch_size))
     bar = None
     if progress:
         from rich.progress import Progress
@@ -207,8 +234,10 @@ def evaluate(
         task = bar.add_task("evaluating", total=U)
     try:
         with torch.no_grad():
-            for lo in chunks:
-                hi = min(lo + cfg.batch_size, U)
+            chunk = cfg.batch_size or (auto_chunk_users(n_items, device) if n_items is not None else 64)
+            lo = 0
+            while lo < U:
+                hi = min(lo + chunk, U)
                 hist = torch.from_numpy(np.ascontiguousarray(eval_set.histories[lo:hi], dtype=np.int64)).to(device)
                 scores = score_fn(hist)
                 if scores.dim() != 2 or scores.shape[0] != hi - lo:
@@ -233,6 +262,9 @@ def evaluate(
                         topk_out[blo:bhi] = top.cpu().numpy()
                 if bar is not None:
                     bar.update(task, advance=hi - lo)
+                if not cfg.batch_size and lo == 0:  # N is known now
+                    chunk = auto_chunk_users(n_items, device)
+                lo = hi
     finally:
         if bar is not None:
             bar.stop()
