@@ -121,3 +121,19 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
         {"hidden_size": 8, "max_len": 4, **mc.get("backbone_config", {})},
         where=f"{path.name}: method_config.backbone_config",
     )
+
+
+def test_every_shipped_config_loads():
+    """Each configs/*.yaml is a valid experiment config (typos in a shipped config fail here)."""
+    from pathlib import Path
+
+    from padrec.experiment.config import load_experiment_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) > 20
+    for path in configs:
+        cfg = load_experiment_config(load_yaml(path))
+        assert cfg.name, path
+    pad = load_experiment_config(load_yaml(configs[0].parent / "pad.yaml"))
+    assert pad.phase_train["align"] == {"epochs": 4, "schedule": "cosine"}
+    assert pad.text["encoder_config"] == {"dtype": "auto"}
