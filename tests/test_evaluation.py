@@ -534,3 +534,28 @@ def test_auto_chunks_cover_every_user_once():
 
     r = evaluate(score_fn, es, None, EvalConfig(batch_size=0))
     assert rows[0] == 64 and sum(rows) == U and len(r.ranks) == U  # a first chunk learns N, then the auto size
+
+
+def test_wide_catalogue_top_k_filter_matches_brute_force():
+    """Rows of 70,000 items take the threshold-filtered top-K path; ties, -inf and a row whose
+    candidates overflow the filter (massive ties) must give the brute-force ranks and lists."""
+    from padrec.evaluation.ranking import _FILTER_MIN_COLUMNS
+
+    rng = np.random.default_rng(11)
+    U, n = 7, 70_000
+    assert n + 1 >= _FILTER_MIN_COLUMNS
+    scores = rng.normal(size=(U, n + 1)).astype(np.float32)
+    scores[1, 100:130] = 9.0  # 30 tied scores across the top-20 boundary
+    scores[2, :] = -np.inf
+    scores[2, [5, 70, 69_999]] = [1.0, 2.0, 1.0]  # fewer finite scores than K
+    scores[3] = np.round(scores[3])  # integer scores: ties everywhere, filter overflows
+    scores[4, 69_990:] = 50.0  # the top sits in the padded last slice
+    scores[5, ::2] = np.nan
+    seen = [rng.choice(np.arange(1, n + 1), size=30, replace=False).tolist() for _ in range(U)]
+    targets = np.array([7, 115, 70, 3, 69_995, 1_001, 42])
+    es = indexed_eval_set(U, targets, seen)
+    for mode in ("remove", "zero"):
+        r = evaluate(table_score_fn(scores), es, None, EvalConfig(ks=[10, 20], history_handling=mode))
+        ref_ranks, ref_top = reference(scores, targets, seen, mode, 20)
+        np.testing.assert_array_equal(r.ranks, ref_ranks)
+        np.testing.assert_array_equal(r.topk, ref_top)

@@ -16,7 +16,7 @@ from padrec.evaluation.metrics import (
     summarize,
     tail_coverage,
 )
-from padrec.evaluation.ranking import EvalConfig, ScoreFn, evaluate
+from padrec.evaluation.ranking import EvalConfig, ScoreFn, auto_chunk_users, evaluate
 from padrec.evaluation.report import print_result, print_runs, result_tables
 from padrec.evaluation.result import EvalResult
 from padrec.evaluation.significance import (
@@ -38,6 +38,7 @@ __all__ = [
     "aggregate",
     "compare_runs",
     "coverage",
+    "auto_chunk_users",
     "evaluate",
     "grouped_metrics",
     "hit_rate",

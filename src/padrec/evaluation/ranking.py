@@ -169,7 +169,7 @@ def _rank_chunk(
 
     k = kmax  # <= n, checked by evaluate
     # One extra candidate shows whether the K-th score is shared with an item outside the list.
-    vals, idx = torch.topk(s, k + 1, dim=1)
+    vals, idx = _top_candidates(s, k + 1)
     # topk's order among equal scores is unspecified: re-sort candidates by (score desc, id asc).
     idx, order = torch.sort(idx, dim=1)
     vals = vals.gather(1, order)
@@ -183,6 +183,48 @@ def _rank_chunk(
     vals, idx = vals[:, :k], idx[:, :k]
     idx = torch.where(vals == -math.inf, torch.zeros_like(idx), idx)
     return ranks, idx
+
+
+_FILTER_MIN_COLUMNS = 1 << 16
+_FILTER_MAX_CANDIDATES = 4096
+
+
+def _top_candidates(s: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``m`` largest values of each row of ``s`` (B, C) and their columns, as ``torch.topk``.
+
+    On wide rows (a catalogue of 65,536 items or more) a threshold filter replaces the
+    selection over the whole row: the row is cut into ``m`` slices, and the smallest of the
+    ``m`` slice maxima cannot exceed the row's m-th largest value (the maxima are ``m``
+    distinct elements), so every element of the top ``m`` is at or above it. Only those
+    candidates (typically a few dozen) are selected from. Rows with too many candidates
+    (massive ties, rows of mostly -inf) fall back to ``torch.topk`` over their whole row. Values are
+    exact; which of several equal values is returned is unspecified, as with ``torch.topk``.
+    """
+    b, c = s.shape
+    if c < _FILTER_MIN_COLUMNS or b == 0:
+        return torch.topk(s, m, dim=1)
+    width = -(-c // m)
+    padded = s if width * m == c else torch.nn.functional.pad(s, (0, width * m - c), value=-math.inf)
+    threshold = padded.view(b, m, width).amax(dim=2).amin(dim=1, keepdim=True)  # (B, 1)
+    rows, cols = torch.nonzero(s >= threshold, as_tuple=True)
+    over = torch.bincount(rows, minlength=b) > _FILTER_MAX_CANDIDATES
+    if over.any():
+        keep = ~over[rows]
+        rows, cols = rows[keep], cols[keep]
+    counts = torch.bincount(rows, minlength=b)
+    width = max(int(counts.max()), m)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows), device=s.device) - starts[rows]
+    vals = torch.full((b, width), -math.inf, dtype=s.dtype, device=s.device)
+    ids = torch.zeros((b, width), dtype=torch.long, device=s.device)
+    vals[rows, slot] = s[rows, cols]
+    ids[rows, slot] = cols
+    top, where = torch.topk(vals, m, dim=1)
+    idx = ids.gather(1, where)
+    if over.any():
+        wide = torch.nonzero(over).flatten()
+        top[wide], idx[wide] = torch.topk(s.index_select(0, wide), m, dim=1)
+    return top, idx
 
 
 def evaluate(
