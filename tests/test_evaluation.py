@@ -536,14 +536,16 @@ def test_auto_chunks_cover_every_user_once():
     assert rows[0] == 64 and sum(rows) == U and len(r.ranks) == U  # a first chunk learns N, then the auto size
 
 
-def test_wide_catalogue_top_k_filter_matches_brute_force():
-    """Rows of 70,000 items take the threshold-filtered top-K path; ties, -inf and a row whose
-    candidates overflow the filter (massive ties) must give the brute-force ranks and lists."""
-    from padrec.evaluation.ranking import _FILTER_MIN_COLUMNS
+def test_wide_catalogue_top_k_filter_matches_brute_force(monkeypatch):
+    """Rows of 70,000 items take the threshold-filtered top-K path (switched on from 65,536
+    columns here); ties, -inf and a row whose candidates overflow the filter (massive ties)
+    must give the brute-force ranks and lists."""
+    import padrec.evaluation.ranking as ranking
 
+    monkeypatch.setattr(ranking, "_FILTER_MIN_COLUMNS", 1 << 16)
     rng = np.random.default_rng(11)
     U, n = 7, 70_000
-    assert n + 1 >= _FILTER_MIN_COLUMNS
+    assert n + 1 >= ranking._FILTER_MIN_COLUMNS
     scores = rng.normal(size=(U, n + 1)).astype(np.float32)
     scores[1, 100:130] = 9.0  # 30 tied scores across the top-20 boundary
     scores[2, :] = -np.inf

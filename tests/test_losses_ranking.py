@@ -174,7 +174,7 @@ def test_sequential_trains_with_sampled_softmax(toy_dataset):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         assert math.isfinite(losses[0]) and sum(losses[-5:]) < sum(losses[:5])
     plain = METHODS.get("sequential").config_class()
     assert "sampled_negatives" not in fingerprint_fields(plain)  # finished runs keep their fingerprints

@@ -185,14 +185,14 @@ def _rank_chunk(
     return ranks, idx
 
 
-_FILTER_MIN_COLUMNS = 1 << 16
+_FILTER_MIN_COLUMNS = 1 << 19  # measured: 2x slower than torch.topk at 100k columns, 23% faster at 1M
 _FILTER_MAX_CANDIDATES = 4096
 
 
 def _top_candidates(s: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``m`` largest values of each row of ``s`` (B, C) and their columns, as ``torch.topk``.
 
-    On wide rows (a catalogue of 65,536 items or more) a threshold filter replaces the
+    On wide rows (a catalogue of 524,288 items or more) a threshold filter replaces the
     selection over the whole row: the row is cut into ``m`` slices, and the smallest of the
     ``m`` slice maxima cannot exceed the row's m-th largest value (the maxima are ``m``
     distinct elements), so every element of the top ``m`` is at or above it. Only those

@@ -142,14 +142,9 @@ class Trainer:
         monitored metric is a coverage (HR and NDCG need the target's rank alone)."""
         self.method.eval()
         kind, _ = parse_metric(self.config.monitor.rpartition("/")[2])
+        cfg, topk = self.eval_config, kind not in ("HR", "NDCG")
         result = evaluate(
-            make_score_fn(self.method),
-            eval_set,
-            None,
-            self.eval_config,
-            device=self.device,
-            main_metric=self.config.monitor,
-            with_topk=kind not in ("HR", "NDCG"),
+            make_score_fn(self.method), eval_set, None, cfg, self.device, False, self.config.monitor, topk
         )
         if self.config.trim_memory_every:
             self._heap.trim()
