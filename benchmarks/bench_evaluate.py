@@ -34,6 +34,21 @@ import numpy as np
 import torch
 
 
+def synthetic_eval_set(users: int, items: int, window: int, max_history: int, seed: int = 0):
+    """An :class:`~padrec.data.protocols.EvalSet` of ``users`` histories of 4..``max_history``
+    random items in 1..``items`` (the last ``window`` kept, all of them seen) and random targets."""
+    from padrec.data.protocols import EvalSet
+
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(4, max_history + 1, size=users)
+    seen = [rng.integers(1, items + 1, size=k) for k in lens]
+    H = np.zeros((users, window), dtype=np.int64)
+    for i, s in enumerate(seen):
+        H[i, window - min(window, len(s)) :] = s[-window:]
+    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    return EvalSet(np.arange(users), H, rng.integers(1, items + 1, size=users), indptr, np.concatenate(seen))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -47,7 +62,6 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=8347)
     args = ap.parse_args()
 
-    from padrec.data.protocols import EvalSet
     from padrec.evaluation import EvalConfig, evaluate
 
     d = 64
@@ -60,15 +74,8 @@ def main() -> None:
         es, stats = make_split(dataset).test, compute_item_stats(dataset)
         U, n = len(es), dataset.num_items
     else:
-        U, n, L = args.users, args.items, 20
-        rng = np.random.default_rng(0)
-        lens = rng.integers(4, 23, size=U)
-        seen = [rng.integers(1, n + 1, size=k) for k in lens]
-        H = np.zeros((U, L), dtype=np.int64)
-        for i, s in enumerate(seen):
-            H[i, L - min(L, len(s)) :] = s[-L:]
-        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        es = EvalSet(np.arange(U), H, rng.integers(1, n + 1, size=U), indptr, np.concatenate(seen))
+        U, n = args.users, args.items
+        es = synthetic_eval_set(U, n, window=20, max_history=22)
     table = torch.randn(n + 1, d, generator=torch.Generator().manual_seed(0))
 
     def score_fn(h: torch.Tensor) -> torch.Tensor:

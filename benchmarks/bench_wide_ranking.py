@@ -24,25 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
 def bench_blocks(users: int, items: int) -> dict:
+    from bench_evaluate import synthetic_eval_set
+
     import padrec.evaluation.ranking as ranking
-    from padrec.data.protocols import EvalSet
     from padrec.evaluation import EvalConfig, evaluate
 
-    L, d = 50, 64
-    rng = np.random.default_rng(0)
-    lens = rng.integers(4, 40, size=users)
-    seen = [rng.integers(1, items + 1, size=k) for k in lens]
-    H = np.zeros((users, L), dtype=np.int64)
-    for i, s in enumerate(seen):
-        H[i, L - min(L, len(s)) :] = s[-L:]
-    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    es = EvalSet(np.arange(users), H, rng.integers(1, items + 1, size=users), indptr, np.concatenate(seen))
-    table = torch.randn(items + 1, d, generator=torch.Generator().manual_seed(0))
+    es = synthetic_eval_set(users, items, window=50, max_history=39)
+    table = torch.randn(items + 1, 64, generator=torch.Generator().manual_seed(0))
 
     def score_fn(h: torch.Tensor) -> torch.Tensor:
         return table[h].mean(1) @ table.T

@@ -60,7 +60,7 @@ def generate(work: Path, users: int, items: int, seed: int) -> dict:
     first = np.zeros(total, dtype=bool)
     first[starts] = True
     seq = fresh.copy()
-    # a follow step depends on the previous item: sweep positions once (vectorised per offset)
+    # a follow step depends on the (possibly also followed) previous item: one sequential sweep
     for i in np.flatnonzero(follow & ~first):
         seq[i] = hidden[(position[seq[i - 1]] + steps[i]) % items]
     user_col = np.repeat(np.arange(users), lengths)

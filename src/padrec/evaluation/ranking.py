@@ -277,7 +277,9 @@ def evaluate(
         task = bar.add_task("evaluating", total=U)
     try:
         with torch.no_grad():
-            chunk = cfg.batch_size or (auto_chunk_users(n_items, device) if n_items is not None else 64)
+            # auto without item statistics: a first chunk of 64 users tells N, then the auto size
+            probing = not cfg.batch_size and n_items is None
+            chunk = cfg.batch_size or (64 if probing else auto_chunk_users(n_items, device))
             lo = 0
             while lo < U:
                 hi = min(lo + chunk, U)
@@ -308,7 +310,7 @@ def evaluate(
                         topk_out[blo:bhi] = top.cpu().numpy()
                 if bar is not None:
                     bar.update(task, advance=hi - lo)
-                if not cfg.batch_size and lo == 0:  # N is known now
+                if probing and lo == 0:
                     chunk = auto_chunk_users(n_items, device)
                 lo = hi
     finally:

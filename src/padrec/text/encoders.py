@@ -320,7 +320,7 @@ class SentenceTransformerEncoder(TextEncoder):
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         if self.config.prompt:
             texts = [self.config.prompt + t for t in texts]
-        bf16 = self.compute_dtype() == "bfloat16"
+        bf16 = self.identity()["dtype"] == "bfloat16"
         with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
             vecs = self._model.encode(
                 texts,
