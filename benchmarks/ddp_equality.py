@@ -53,7 +53,16 @@ def train_command(args: argparse.Namespace, seed: int, procs: int, out: Path) ->
         tail += ["--set", s]
     if procs == 1:
         return [sys.executable, "-m", "padrec", *tail]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "padrec", *tail]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={procs}",
+        "-m",
+        "padrec",
+        *tail,
+    ]
 
 
 def run_one(cmd: list[str], out: Path) -> dict:
@@ -68,7 +77,12 @@ def run_one(cmd: list[str], out: Path) -> dict:
         wall = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"failed ({status}): {' '.join(cmd)}")
-        meta = {"wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "load1_before": load_before, "load1_after": os.getloadavg()[0]}
+        meta = {
+            "wall_seconds": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "load1_before": load_before,
+            "load1_after": os.getloadavg()[0],
+        }
         (out / "bench_meta.json").write_text(json.dumps(meta, indent=2))
     record.update(json.loads((out / "bench_meta.json").read_text()))
     res = json.loads(results.read_text())
@@ -108,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             rec = run_one(train_command(args, seed, procs, out), out)
             rec["seed"] = seed
             rows[str(procs)].append(rec)
-            print(f"  test NDCG@10 {rec['test_NDCG@10']:.4f}  HR@10 {rec['test_HR@10']:.4f}  {rec['wall_seconds']:.0f} s wall  peak {rec['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  test NDCG@10 {rec['test_NDCG@10']:.4f}  HR@10 {rec['test_HR@10']:.4f}  {rec['wall_seconds']:.0f} s wall  peak {rec['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     summary = summarise(rows)
     result = {"config": args.config, "epochs": args.epochs, "threads": args.threads, "runs": rows, "summary": summary}
     path = REPO / args.out
@@ -118,7 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'metric':<14}{'1 process':>20}{'2 processes':>20}{'p':>8}")
     for metric, s in summary.items():
         p = "n/a" if s["paired_t_p"] is None else f"{s['paired_t_p']:.2f}"
-        print(f"{metric:<14}{s['1_process'][0]:>12.4f} ± {s['1_process'][1]:.4f}{s['2_processes'][0]:>12.4f} ± {s['2_processes'][1]:.4f}{p:>8}")
+        print(
+            f"{metric:<14}{s['1_process'][0]:>12.4f} ± {s['1_process'][1]:.4f}{s['2_processes'][0]:>12.4f} ± {s['2_processes'][1]:.4f}{p:>8}"
+        )
     print(f"wrote {path}")
 
 
