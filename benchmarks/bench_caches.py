@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from padrec.experiment import peak_rss_mb
+
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[dict[str, float], Any]:
     """Median wall and CPU seconds of ``repeats`` calls of ``fn``, and its last result."""
@@ -111,6 +113,7 @@ def main() -> None:
         else:
             report["text"] = bench_text(args.text_items, args.repeats, Path(tmp) / "text")
     report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(json.dumps(report, indent=2))
     if args.json:
         from padrec.io import write_json

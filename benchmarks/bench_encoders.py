@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from padrec.experiment import peak_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -207,6 +209,7 @@ def main() -> None:
                 dataset.titles(), args.smollm2_items, cache_dir, args.batch_size, args.seed, args.threads
             )
         results["load_average_after"] = _load_avg()
+        results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

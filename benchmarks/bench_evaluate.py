@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from padrec.experiment import peak_rss_mb
+
 
 def synthetic_eval_set(users: int, items: int, window: int, max_history: int, seed: int = 0):
     """An :class:`~padrec.data.protocols.EvalSet` of ``users`` histories of 4..``max_history``
@@ -107,6 +109,7 @@ def main() -> None:
         "reported": sorted({"overall", *(k for k in ("by_bucket", "head_tail", "coverage") if getattr(res, k))}),
         "loadavg_before": load_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     print(json.dumps(report, indent=2))
     if args.out:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from padrec.experiment import peak_rss_mb
+
 
 def bench_blocks(users: int, items: int) -> dict:
     from bench_evaluate import synthetic_eval_set
@@ -88,6 +90,7 @@ def main() -> None:
         "blocks_seconds": bench_blocks(args.users, args.items),
         "topk_ms_per_row": bench_topk(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     if args.out:
         out = Path(args.out)

@@ -43,6 +43,7 @@ from padrec.data.stats import GROUP_NAMES
 from padrec.evaluation.metrics import per_user_metric
 from padrec.evaluation.result import EvalResult
 from padrec.evaluation.significance import mean_confidence_interval, paired_ttest
+from padrec.experiment import peak_rss_mb
 from padrec.io import read_json, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -173,6 +174,7 @@ def latency(calrec_dir: Path, pad_dir: Path, requests: int) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     report["ratio_p50"] = report["calrec"]["p50_ms"] / report["pad"]["p50_ms"]
     print(

@@ -66,9 +66,11 @@ def run_batch(n: int, policy: str, epochs: int, cores: int, work: Path) -> dict:
             sys.exit(f"a job failed:\n{err.decode()[-2000:]}")
     wall = time.perf_counter() - t0
     per_job = []
+    peak_rss: list[float | None] = []
     for out in dirs:
         res = json.loads((out / "results.json").read_text())
         per_job.append(res["phases"][0]["seconds_per_epoch"])
+        peak_rss.append(res.get("peak_rss_mb"))
     return {
         "jobs": n,
         "policy": policy,
@@ -76,6 +78,7 @@ def run_batch(n: int, policy: str, epochs: int, cores: int, work: Path) -> dict:
         "seconds_per_epoch": per_job,
         "mean_seconds_per_epoch": sum(per_job) / n,
         "wall_seconds": wall,
+        "peak_rss_mb": peak_rss,
         "load_average_before": [round(x, 2) for x in load_before],
     }
 

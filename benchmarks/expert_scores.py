@@ -16,10 +16,12 @@ NDCG@10 overall (mean ± sample std over seeds) and warm / median / cold per exp
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+
+from padrec.experiment import peak_rss_mb
+from padrec.io import write_json
 
 
 def expert_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -71,8 +73,9 @@ def main() -> None:
                 f"cold {row['cold/NDCG@10']:.4f}",
                 flush=True,
             )
+    table["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if args.out:
-        Path(args.out).write_text(json.dumps(table, indent=1))
+        write_json(args.out, table)
         print(f"written {args.out}")
 
 

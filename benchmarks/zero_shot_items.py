@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -94,7 +95,7 @@ def main() -> None:
 
     from padrec.data.loading import load_dataset, load_holdout_item_ids
     from padrec.data.protocols import make_split
-    from padrec.experiment import load_experiment_config
+    from padrec.experiment import load_experiment_config, peak_rss_mb
     from padrec.io import read_json, write_json
     from padrec.serving import Recommender
     from padrec.serving.app import create_app
@@ -188,6 +189,8 @@ def main() -> None:
             "other_targets": {"t": float(test_old.statistic), "p": float(test_old.pvalue)},
         },
         "runs": {k: str(v.relative_to(ROOT)) for k, v in dirs.items()},
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "training_runs_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "max_minutes": args.max_minutes,
         "threads": args.threads,
         "loadavg": os.getloadavg(),
