@@ -90,3 +90,31 @@ def test_run_log_target_best_epoch_and_stopping(tmp_path: Path, capsys) -> None:
     assert not log2.end_epoch(1, 25.0, 1.0, 5, _eval(0.01, 0.0), _eval(0, 0.0), 0.1)
     assert log2.end_epoch(2, 25.0, 1.0, 5, _eval(0.02, 0.0), _eval(0, 0.0), 0.1)
     assert log2.stop_reason.startswith("cap")
+
+
+collect = _load("collect_padrec")
+
+TIME_LOG = """\tCommand being timed: "padrec train -c x.yaml"
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 8:59.70
+\tMaximum resident set size (kbytes): 2818516
+"""
+
+
+def test_collect_padrec_parses_time_log() -> None:
+    parsed = collect.parse_time_log(TIME_LOG)
+    assert parsed["wall_seconds"] == pytest.approx(539.7)
+    assert parsed["max_rss_mb"] == pytest.approx(2818516 / 1024)
+    assert (
+        collect.parse_time_log(
+            "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03\n\tMaximum resident set size (kbytes): 1\n"
+        )["wall_seconds"]
+        == 3723.0
+    )
+    with pytest.raises(SystemExit, match="log.txt"):
+        collect.parse_time_log("no summary here", "log.txt")
+
+
+def test_collect_padrec_drops_per_user_arrays_only() -> None:
+    doc = {"test": {"overall": {"HR@10": 0.04}, "ranks": list(range(50))}, "ks": [5, 10, 20]}
+    stripped = collect.strip_long_lists(doc, max_list=10)
+    assert stripped == {"test": {"overall": {"HR@10": 0.04}}, "ks": [5, 10, 20]}
