@@ -18,7 +18,12 @@ import json
 import os
 import platform
 import re
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runner_common import cpu_model  # noqa: E402
 
 
 def parse_time_log(text: str, source: str = "time log") -> dict:
@@ -42,17 +47,6 @@ def strip_long_lists(obj: object, max_list: int) -> object:
     if isinstance(obj, list):
         return [strip_long_lists(v, max_list) for v in obj]
     return obj
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _loads(text: str | None, name: str) -> list[float] | None:
@@ -89,7 +83,7 @@ def main() -> None:
         record["command"] = args.command
     record["usr_bin_time"] = parse_time_log(args.time_log.read_text(encoding="utf-8"), str(args.time_log))
     record["machine"] = {
-        "cpu": cpu_model(),
+        "cpu": cpu_model() or platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "load_average_before": _loads(args.load_before, "--load-before"),
         "load_average_after": _loads(args.load_after, "--load-after"),

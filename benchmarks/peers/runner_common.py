@@ -78,18 +78,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    """Where the run happened: CPU, threads, OMP policy, load at start."""
-    cpu = ""
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` ("" where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     except OSError:
-        pass
+        return ""
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """Where the run happened: CPU, threads, OMP policy, load at start."""
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
