@@ -142,3 +142,19 @@ def test_short_training_run_learns(toy_dataset, tmp_path) -> None:
     losses = [row["loss_rec"] for row in res.history]
     assert losses[-1] < losses[0]
     assert res.best_value > untrained + 0.3, (untrained, res.best_value)
+
+
+def test_bidirectional_variant_sees_the_whole_window() -> None:
+    """``gmlp_bidirectional`` keeps the full W: an early output moves when a later item does,
+    and its upper triangle is initialised and used (the causal ``gmlp`` zeroes it)."""
+    from padrec.models.backbones import BACKBONES
+
+    torch.manual_seed(0)
+    model = BACKBONES.build("gmlp_bidirectional", {"hidden_size": 8, "max_len": N, "spatial_init_std": 0.5}).eval()
+    assert not type(model).causal and BACKBONES.get("gmlp").causal
+    assert torch.triu(model.blocks[0].sgu.weight, diagonal=1).abs().sum() > 0
+    x = torch.randn(1, N, 8)
+    pad = torch.zeros(1, N, dtype=torch.bool)
+    x2 = x.clone()
+    x2[0, -1] = torch.randn(8)
+    assert (model(x, pad)[0, 0] - model(x2, pad)[0, 0]).abs().max() > 1e-6

@@ -1,5 +1,6 @@
 """gMLP: channel MLPs gated by a Spatial Gating Unit instead of attention (Liu, Dai, So & Le,
-"Pay Attention to MLPs", NeurIPS 2021), in a causal form for next-item prediction.
+"Pay Attention to MLPs", NeurIPS 2021), in a causal form for next-item prediction
+(``gmlp``) and in the paper's bidirectional form (``gmlp_bidirectional``).
 
 For the B×L×d hidden states h of a window of n = ``max_len`` positions, one block is
 
@@ -21,7 +22,10 @@ Choices where the paper leaves room, and why:
   masked language modelling). Here W is masked lower-triangular (``W[t, s] = 0`` for s > t),
   the autoregressive restriction used by causal gMLPs (e.g. the ``causal`` option of
   lucidrains/g-mlp-pytorch, EleutherAI/gpt-neox#339); every other operation is
-  position-wise, so output t depends on positions <= t only.
+  position-wise, so output t depends on positions <= t only. ``gmlp_bidirectional`` keeps the
+  paper's full W; it is not causal, so padrec trains it on prefix examples unless a config
+  asks for the look-ahead (``split.allow_look_ahead``), as a release that trains a
+  bidirectional gMLP on shifted windows does.
 - **End-aligned weights**: histories are left-padded, so a window of L <= n positions uses the
   LAST L rows and columns, ``W[n-L:, n-L:]`` and ``b[n-L:]``: the most recent item always
   has row n-1, and real positions give the same outputs whatever the amount of left
@@ -97,19 +101,22 @@ class SpatialGatingUnit(nn.Module):
     L <= n = max_len; LN(Z2) is zero at padded positions, so they do not reach any output.
     """
 
-    def __init__(self, d_ffn: int, max_len: int, eps: float, init_std: float) -> None:
+    def __init__(self, d_ffn: int, max_len: int, eps: float, init_std: float, causal: bool = True) -> None:
         super().__init__()
+        self.causal = causal
         self.norm = nn.LayerNorm(d_ffn // 2, eps=eps)
         self.weight = nn.Parameter(torch.zeros(max_len, max_len))  # W[t, s]: output t, input s
         self.bias = nn.Parameter(torch.ones(max_len))  # b[t]
         with torch.no_grad():
             if init_std > 0:
                 self.weight.normal_(0.0, init_std)
-            self.weight.copy_(torch.tril(self.weight))
+            if causal:
+                self.weight.copy_(torch.tril(self.weight))
 
     def spatial_weights(self, L: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The causal L×L weights and L biases of the last L positions of the window."""
-        return torch.tril(self.weight[-L:, -L:]), self.bias[-L:]
+        """The L×L weights (lower-triangular when causal) and L biases of the last L positions."""
+        weight = self.weight[-L:, -L:]
+        return (torch.tril(weight) if self.causal else weight), self.bias[-L:]
 
     def forward(self, z: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         u, v = z.chunk(2, dim=-1)  # B×L×d_ffn/2 each
@@ -122,13 +129,13 @@ class SpatialGatingUnit(nn.Module):
 class GMLPBlock(nn.Module):
     """``h + Dropout(V · s(GELU(U · LN(h))))``; ``forward(h: B×L×d, pad_mask: B×L) -> B×L×d``."""
 
-    def __init__(self, config: GMLPConfig) -> None:
+    def __init__(self, config: GMLPConfig, causal: bool = True) -> None:
         super().__init__()
         d = config.hidden_size
         d_ffn = config.ffn_multiplier * d
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.proj_in = nn.Linear(d, d_ffn)
-        self.sgu = SpatialGatingUnit(d_ffn, config.max_len, config.layer_norm_eps, config.spatial_init_std)
+        self.sgu = SpatialGatingUnit(d_ffn, config.max_len, config.layer_norm_eps, config.spatial_init_std, causal)
         self.proj_out = nn.Linear(d_ffn // 2, d)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -153,7 +160,7 @@ class GMLP(Backbone):
     def __init__(self, config: GMLPConfig) -> None:
         super().__init__(config)
         self.input_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(GMLPBlock(config) for _ in range(config.num_layers))
+        self.blocks = nn.ModuleList(GMLPBlock(config, type(self).causal) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         if config.init == "normal":
             for block in self.blocks:
@@ -170,3 +177,14 @@ class GMLP(Backbone):
         for block in self.blocks:
             h = block(h, pad_mask)
         return self.final_norm(h).masked_fill(pad, 0.0)
+
+
+@BACKBONES.register("gmlp_bidirectional")
+class BidirectionalGMLP(GMLP):
+    """gMLP with the paper's full spatial weights W (every position sees the whole window).
+
+    Same shapes and settings as :class:`GMLP`; not causal, so padrec trains it on prefix
+    examples (loss at the last position only) unless ``split.allow_look_ahead`` is set.
+    """
+
+    causal = False  # W is a full n × n matrix
