@@ -48,10 +48,24 @@ def test_summarize_a_two_phase_run(tmp_path: Path) -> None:
         "num_users": 1000,
     }
     phases = [
-        {"phase": "pretrain", "history": [{"epoch": 202, "valid_NDCG@20": 0.01}], "best_epoch": 205,
-         "epochs_run": 215, "stopped": "patience", "seconds_per_epoch": 19.0, "train_seconds": 4085.0},
-        {"phase": "infer", "history": [{"epoch": 1, "valid_NDCG@20": 0.01}], "best_epoch": 3,
-         "epochs_run": 8, "stopped": "patience", "seconds_per_epoch": 40.0, "train_seconds": 320.0},
+        {
+            "phase": "pretrain",
+            "history": [{"epoch": 202, "valid_NDCG@20": 0.01}],
+            "best_epoch": 205,
+            "epochs_run": 215,
+            "stopped": "patience",
+            "seconds_per_epoch": 19.0,
+            "train_seconds": 4085.0,
+        },
+        {
+            "phase": "infer",
+            "history": [{"epoch": 1, "valid_NDCG@20": 0.01}],
+            "best_epoch": 3,
+            "epochs_run": 8,
+            "stopped": "patience",
+            "seconds_per_epoch": 40.0,
+            "train_seconds": 320.0,
+        },
     ]
     (tmp_path / "results.json").write_text(json.dumps({"test": test, "phases": phases, "peak_rss_mb": 1500.0}))
     (tmp_path / "config.json").write_text(json.dumps({"train": {"patience": 10, "epochs": 500}}))
