@@ -106,7 +106,10 @@ TRAIN_CASES = [
     (["--set", "method_config.backbone_config.num_layer=2"], ["num_layer"]),
     (
         ["--backbone", "nope"],
-        ["unknown backbone 'nope'", "known: caser, fmlprec, gmlp, gmlp_bidirectional, gru4rec, lightsans, lrurec, narm, sasrec"],
+        [
+            "unknown backbone 'nope'",
+            "known: caser, fmlprec, gmlp, gmlp_bidirectional, gru4rec, lightsans, lrurec, narm, sasrec",
+        ],
     ),
     (["--method", "nope"], ["unknown method 'nope'"]),
     (
