@@ -102,7 +102,6 @@ def summarize_run(run_dir: Path, backbone: str, data: str, tag: str, overrides: 
     phases = {
         p["phase"]: {k: p.get(k) for k in ("best_epoch", "epochs_run", "seconds_per_epoch", "train_seconds")}
         for p in res["phases"]
-        if "phase" in p
     }
     row = {
         "backbone": backbone,
