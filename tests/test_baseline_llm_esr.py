@@ -82,7 +82,7 @@ def naive_cross_attention(att: CrossViewAttention, x, y, pad):
             for k in range(att.heads):
                 sl = slice(k * h, (k + 1) * h)
                 q = (att.q.weight @ x[b, t])[sl]
-                keys = [s for s in range(t + 1) if not pad[b, s]]
+                keys = [s for s in range(t + 1 if att.causal else Lx) if not pad[b, s]]
                 scores = torch.stack([q @ (att.k.weight @ y[b, s])[sl] / math.sqrt(h) for s in keys])
                 w = torch.softmax(scores, 0)
                 heads.append(sum(w[i] * (att.v.weight @ y[b, s])[sl] for i, s in enumerate(keys)))
@@ -90,9 +90,10 @@ def naive_cross_attention(att: CrossViewAttention, x, y, pad):
     return out
 
 
-def test_cross_view_attention_against_a_naive_loop():
+@pytest.mark.parametrize("causal", [True, False])
+def test_cross_view_attention_against_a_naive_loop(causal):
     torch.manual_seed(0)
-    att = CrossViewAttention(DIM, 2)
+    att = CrossViewAttention(DIM, 2, causal)
     x, y = torch.randn(2, 5, DIM), torch.randn(2, 5, DIM)
     pad = torch.tensor([[True, True, False, False, False], [False] * 5])
     with torch.no_grad():
@@ -181,6 +182,26 @@ def test_the_dual_view_encoder_does_not_look_ahead(prepared):
     changed[:, -3:] = torch.randint(1, m.num_items + 1, (4, 3))
     with torch.no_grad():
         assert torch.allclose(m.model.encode(h)[:, :-3], m.model.encode(changed)[:, :-3], atol=1e-6)
+
+
+def test_the_release_cross_mask_looks_ahead_and_needs_prefix_examples(prepared):
+    m = build(prepared, cross_mask="padding").eval()
+    h = torch.as_tensor(prepared.split.test.histories[:4])
+    changed = h.clone()
+    changed[:, -1] = h[:, -1] % m.num_items + 1
+    with torch.no_grad():
+        before, after = m.model.encode(h)[:, :-1], m.model.encode(changed)[:, :-1]
+    assert not torch.allclose(before, after, atol=1e-4)  # earlier positions see the last item
+    assert not type(m).causal(m.config) and type(m).causal(build(prepared).config)
+    cfg = {"method": "llm_esr", "data": {"format": "builtin", "name": "prime_pantry"}}
+    cfg["method_config"] = {"cross_mask": "padding"}
+    assert load_experiment_config(dict(cfg)).split.train_examples == "prefixes"
+    with pytest.raises(Exception, match="look"):
+        load_experiment_config({**cfg, "split": {"train_examples": "shifted"}})
+    release = load_experiment_config({**cfg, "split": {"train_examples": "shifted", "allow_look_ahead": True}})
+    assert release.split.train_examples == "shifted"
+    with pytest.raises(ValueError, match="cross_mask"):
+        build(prepared, cross_mask="none")
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])

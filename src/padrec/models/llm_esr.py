@@ -24,19 +24,22 @@ class CrossViewAttention(nn.Module):
 
     ``softmax(Q Kᵀ / √h) V`` per head (h = d / heads; Q, K, V without bias), heads concatenated
     and projected by ``Linear(d, d)`` (release ``Multi_CrossAttention``). Position t attends to
-    the real positions ≤ t (the release has no causal mask; padrec keeps the encoder causal
-    so every position of a window can be trained) and always to itself; outputs are zeros at
+    the real positions ≤ t when ``causal`` (padrec's default, so every position of a window
+    can be trained without seeing its target) or every real position of the window when not
+    (the release masks padding keys only), and always to itself; outputs are zeros at
     padding. Weights Xavier-normal, biases PyTorch's default (release ``_init_weights``).
 
     Args:
         dim: d. heads: number of heads (release 2); must divide d.
+        causal: mask the keys after the query position (False = the release's mask).
     """
 
-    def __init__(self, dim: int, heads: int = 2) -> None:
+    def __init__(self, dim: int, heads: int = 2, causal: bool = True) -> None:
         super().__init__()
         if dim % heads != 0:
             raise ValueError(f"cross-attention heads ({heads}) must divide the width {dim}")
         self.heads = heads
+        self.causal = causal
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
@@ -53,8 +56,9 @@ class CrossViewAttention(nn.Module):
             return x.view(B, L, self.heads, h).transpose(1, 2)  # B × heads × L × h
 
         q, k, v = split(self.q(query_view)), split(self.k(key_view)), split(self.v(key_view))
-        causal = torch.ones(L, L, dtype=torch.bool, device=query_view.device).tril()
-        allowed = causal & ~pad_mask.unsqueeze(1)  # B × L(query) × L(key)
+        allowed = ~pad_mask.unsqueeze(1)  # B × 1 × L(key), broadcast to B × L(query) × L(key)
+        if self.causal:
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=query_view.device).tril()
         allowed = allowed | torch.eye(L, dtype=torch.bool, device=query_view.device)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(h)
         scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
@@ -72,15 +76,23 @@ class DualViewEncoder(nn.Module):
         backbone: the shared backbone of width d.
         cross_attention: the release's cross-view attention (``--use_cross_att``).
         heads: its number of heads.
+        causal_cross: the causal mask of the cross-view attention (False = the release's).
     """
 
-    def __init__(self, items: ItemRepresentation, backbone: Backbone, cross_attention: bool = True, heads: int = 2):
+    def __init__(
+        self,
+        items: ItemRepresentation,
+        backbone: Backbone,
+        cross_attention: bool = True,
+        heads: int = 2,
+        causal_cross: bool = True,
+    ):
         super().__init__()
         self.items = items
         self.backbone = backbone
         self.view_dim = items.dim // 2
-        self.llm2id = CrossViewAttention(self.view_dim, heads) if cross_attention else None
-        self.id2llm = CrossViewAttention(self.view_dim, heads) if cross_attention else None
+        self.llm2id = CrossViewAttention(self.view_dim, heads, causal_cross) if cross_attention else None
+        self.id2llm = CrossViewAttention(self.view_dim, heads, causal_cross) if cross_attention else None
 
     def views(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) ids -> the backbone inputs of the collaborative and the semantic view, B×L×d each."""

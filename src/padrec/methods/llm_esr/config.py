@@ -26,6 +26,12 @@ class LLMESRConfig:
         cross_attention: the cross-view attention between the two views before the backbone
             (release ``--use_cross_att``, on in every script of ``experiments/``).
         cross_heads: its heads (release ``Multi_CrossAttention(d, d, 2)``).
+        cross_mask: which keys a position of the cross-view attention sees: ``causal`` (the
+            real positions up to itself; padrec's default, so every position of a window trains
+            without seeing its target) or ``padding`` (every real position of the window, the
+            release's mask). ``padding`` makes the method non-causal: it then trains on prefix
+            examples unless ``split.train_examples: shifted`` with ``split.allow_look_ahead: true``
+            reproduces the release, whose training positions see the items they predict.
         loss: ``bce`` (one sampled negative per position, the release's ``BCEWithLogitsLoss``)
             or ``ce`` (full softmax).
         num_negatives: negatives per position for ``bce`` (release ``--train_neg 1``).
@@ -41,6 +47,7 @@ class LLMESRConfig:
     pca_init: bool = True
     cross_attention: bool = True
     cross_heads: int = 2
+    cross_mask: Literal["causal", "padding"] = "causal"
     loss: Literal["bce", "ce"] = "bce"
     num_negatives: int = 1
     distill: bool = True
@@ -58,6 +65,8 @@ class LLMESRConfig:
             raise ValueError(
                 f"cross_heads ({self.cross_heads}) must be >= 1 and divide hidden_size ({self.hidden_size})"
             )
+        if self.cross_mask not in ("causal", "padding"):
+            raise ValueError(f"cross_mask must be 'causal' or 'padding', got {self.cross_mask!r}")
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if not 1 <= self.sim_users <= 1000:

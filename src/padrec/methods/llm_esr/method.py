@@ -40,8 +40,8 @@ class LLMESR(Method):
 
     @classmethod
     def causal(cls, config: LLMESRConfig) -> bool:
-        """As the backbone (the cross-view attention is causal)."""
-        return BACKBONES.get(config.backbone).causal
+        """As the backbone, unless the cross-view attention sees the whole window (``cross_mask: padding``)."""
+        return BACKBONES.get(config.backbone).causal and config.cross_mask == "causal"
 
     def __init__(self, config: LLMESRConfig, context: MethodContext) -> None:
         if context.text_embeddings is None:
@@ -49,7 +49,9 @@ class LLMESR(Method):
         super().__init__(config, context)
         items = DualViewItems(context.text_embeddings, config.hidden_size, config.pca_init, config.init_std)
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)
-        self.model = DualViewEncoder(items, backbone, config.cross_attention, config.cross_heads)
+        self.model = DualViewEncoder(
+            items, backbone, config.cross_attention, config.cross_heads, causal_cross=config.cross_mask == "causal"
+        )
         self.retrieval: SimilarUsers | None = None
 
     def phases(self) -> list[Phase]:
