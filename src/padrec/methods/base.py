@@ -20,6 +20,7 @@ from torch import nn
 from padrec.config import fingerprint_fields
 from padrec.data.stats import ItemStats
 from padrec.methods.batches import StepInfo, TrainBatch
+from padrec.models.backbones import BACKBONES
 from padrec.models.experts import Expert
 from padrec.models.items.precomputed import PrecomputedItems, freeze_item_tables
 from padrec.registry import Registry
@@ -132,13 +133,17 @@ class Method(nn.Module):
     Subclasses set ``config_class`` (a dataclass whose fields may say, through
     :func:`padrec.config.setting` metadata, which phases read them) and implement
     ``phases()``. Class-level capabilities read before the method is built:
-    ``needs_text(config)`` (item text embeddings must be prepared) and ``causal(config)``
-    (every backbone is causal, so training may use every position of a window).
+    ``needs_text(config)`` (item text embeddings must be prepared; ``requires_text = True``
+    says so for every config) and ``causal(config)`` (every backbone is causal, so training
+    may use every position of a window; by default the backbone named by ``config.backbone``).
     """
 
     config_class: ClassVar[type]
+    requires_text: ClassVar[bool] = False
 
     def __init__(self, config: Any, context: MethodContext) -> None:
+        if type(self).needs_text(config) and context.text_embeddings is None:
+            raise ValueError(f"{type(self).__name__} needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__()
         self.config = config
         self.context = context
@@ -149,7 +154,7 @@ class Method(nn.Module):
     @classmethod
     def needs_text(cls, config: Any) -> bool:
         """True when the method reads item text embeddings (``MethodContext.text_embeddings``)."""
-        return False
+        return cls.requires_text
 
     @classmethod
     def needs_item_texts(cls, config: Any) -> bool:
@@ -158,8 +163,10 @@ class Method(nn.Module):
 
     @classmethod
     def causal(cls, config: Any) -> bool:
-        """True when every backbone the method builds is causal (see ``Backbone.causal``)."""
-        return True
+        """True when every backbone the method builds is causal (see ``Backbone.causal``): the
+        registered backbone named by ``config.backbone`` when the config has one, else True."""
+        name = getattr(config, "backbone", None)
+        return BACKBONES.get(name).causal if isinstance(name, str) else True
 
     # --- phases -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:  # pragma: no cover

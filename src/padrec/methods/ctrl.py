@@ -32,7 +32,7 @@ from padrec.losses.contrastive import info_nce
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import MAX_HIDDEN_SIZE, MAX_NEGATIVES, ranking_losses
-from padrec.models.backbones.base import BACKBONES, backbone_config, build_backbone
+from padrec.models.backbones.base import backbone_config, build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items import IDEmbedding, TextMLP
 from padrec.models.items.precomputed import freeze_item_tables
@@ -117,18 +117,9 @@ class CTRL(Method):
     heads (``heads``); see the module docstring."""
 
     config_class = CTRLConfig
-
-    @classmethod
-    def needs_text(cls, config: CTRLConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: CTRLConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: CTRLConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("CTRL needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         d, L = config.hidden_size, context.max_len
 

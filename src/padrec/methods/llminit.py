@@ -24,7 +24,7 @@ from padrec.config import setting
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import check_common_fields, popularity_prior, ranking_losses
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.faerec import pca_table
 from padrec.models.items.id import IDEmbedding
@@ -88,18 +88,9 @@ class LLMInit(Method):
     """An ID table initialised from the text embeddings feeding one backbone."""
 
     config_class = LLMInitConfig
-
-    @classmethod
-    def needs_text(cls, config: LLMInitConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: LLMInitConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: LLMInitConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("LLMInit needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         items = IDEmbedding(context.num_items, config.hidden_size, init_std=config.init_std)
         table = initial_table(

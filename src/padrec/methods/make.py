@@ -28,7 +28,7 @@ from padrec.losses.ranking import adjusted_cross_entropy, bce_loss, sample_negat
 from padrec.methods.base import METHODS, Method, MethodContext, Phase, ScoreFactors
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import MAX_HIDDEN_SIZE, MAX_NEGATIVES, ranking_losses
-from padrec.models.backbones.base import BACKBONES, backbone_config, build_backbone
+from padrec.models.backbones.base import backbone_config, build_backbone
 from padrec.models.experts import Expert
 from padrec.models.gating import GATES, GateContext, build_gate
 from padrec.models.items import IDEmbedding, TextMLP
@@ -100,18 +100,9 @@ class MAKE(Method):
     """MAKE's pre-trained LLM expert fused with an ID expert (module docstring)."""
 
     config_class = MAKEConfig
-
-    @classmethod
-    def needs_text(cls, config: MAKEConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: MAKEConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: MAKEConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("MAKE needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         d, L = config.hidden_size, context.max_len
         self.id_expert = Expert(

@@ -37,7 +37,7 @@ from padrec.losses.rlmrec import contrastive_alignment, generative_alignment
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import check_common_fields, popularity_prior
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.id import IDEmbedding
 from padrec.models.items.precomputed import freeze_item_tables
@@ -146,19 +146,10 @@ class RLMRecBase(Method):
     """What both variants share: E + backbone, the next-item loss, text in training only."""
 
     config_class: ClassVar[type]
+    requires_text = True
     text: torch.Tensor
 
-    @classmethod
-    def needs_text(cls, config: RLMRecConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: RLMRecConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
-
     def __init__(self, config: RLMRecConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError(f"{type(self).__name__} needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         items = IDEmbedding(context.num_items, config.hidden_size, init_std=config.init_std)
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)

@@ -16,7 +16,7 @@ from padrec.config import setting
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import MAX_SHARED_NEGATIVES, check_common_fields, popularity_prior, ranking_losses
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.base import ITEM_REPRESENTATIONS, ItemContext, build_items, items_config
 
@@ -86,10 +86,6 @@ class SequentialRecommender(Method):
     @classmethod
     def needs_text(cls, config: SequentialConfig) -> bool:
         return ITEM_REPRESENTATIONS.get(config.items).needs_text
-
-    @classmethod
-    def causal(cls, config: SequentialConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
 
     def __init__(self, config: SequentialConfig, context: MethodContext) -> None:
         super().__init__(config, context)

@@ -34,7 +34,7 @@ from padrec.methods.batches import BatchSettings, StepInfo, TrainBatch
 from padrec.methods.cities.config import CITIESConfig
 from padrec.methods.cities.data import ContextBatch, HeadContextBatches, ItemContexts, build_item_contexts
 from padrec.methods.objectives import ranking_losses
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.cities import EmbeddingInference, TailInferredItems
 
@@ -47,10 +47,6 @@ class CITIES(PhaseStateMethod):
     """A pre-trained backbone whose tail-item embeddings are inferred from their contexts."""
 
     config_class = CITIESConfig
-
-    @classmethod
-    def causal(cls, config: CITIESConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
 
     def __init__(self, config: CITIESConfig, context: MethodContext) -> None:
         super().__init__(config, context)

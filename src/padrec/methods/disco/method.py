@@ -32,7 +32,7 @@ from padrec.methods.base import METHODS, Method, MethodContext, Phase, ScoreFact
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.disco.config import DisCoConfig
 from padrec.methods.disco.network import PATTERNS, DisCoItems, DualSideAttention, halves
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 
 # the value space of each pattern: (view, chunk) — view 0 = E, 1 = x; chunk 0 = intra, 1 = inter
 VALUE_SPACE = {"c_intra": (0, 0), "t_intra": (1, 0), "c_inter": (0, 1), "t_inter": (1, 1)}
@@ -43,18 +43,9 @@ class DisCo(Method):
     """DisCo's chunked ID/text views, dual-side attention, CLUB and InfoMax (module docstring)."""
 
     config_class = DisCoConfig
-
-    @classmethod
-    def needs_text(cls, config: DisCoConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: DisCoConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: DisCoConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("DisCo needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         d = config.hidden_size
         self.items = DisCoItems(context.text_embeddings, d, config.text_input_norm, config.init_std)

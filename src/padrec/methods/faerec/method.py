@@ -29,7 +29,7 @@ from padrec.losses.ranking import bce_loss, sample_negatives
 from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.faerec.config import FAERecConfig
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.faerec import FAERecItems, FAERecItemsConfig
 from padrec.models.items.precomputed import freeze_item_tables
@@ -46,18 +46,9 @@ class FAERec(Method):
     """FAERec's gated two-sided items, one backbone and the curriculum of two alignment losses."""
 
     config_class = FAERecConfig
-
-    @classmethod
-    def needs_text(cls, config: FAERecConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: FAERecConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: FAERecConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("FAERec needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         if config.feature_alignment and config.popularity_grouping and context.item_stats is None:
             raise ValueError("FAERec's popularity grouping needs item statistics (training frequencies)")

@@ -32,11 +32,7 @@ class LLMESR(Method):
     """Dual-view items and users with self-distillation towards similar users (module docstring)."""
 
     config_class = LLMESRConfig
-
-    @classmethod
-    def needs_text(cls, config: LLMESRConfig) -> bool:
-        """Always: the semantic view and the retrieval read item text."""
-        return True
+    requires_text = True
 
     @classmethod
     def causal(cls, config: LLMESRConfig) -> bool:
@@ -44,8 +40,6 @@ class LLMESR(Method):
         return BACKBONES.get(config.backbone).causal and config.cross_mask == "causal"
 
     def __init__(self, config: LLMESRConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("LLM-ESR needs item text embeddings (MethodContext.text_embeddings)")
         super().__init__(config, context)
         items = DualViewItems(context.text_embeddings, config.hidden_size, config.pca_init, config.init_std)
         backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)

@@ -23,7 +23,7 @@ from padrec.methods.base import METHODS, Method, MethodContext, Phase
 from padrec.methods.batches import BatchSettings, StepInfo, TrainBatch
 from padrec.methods.loam.config import LOAMConfig
 from padrec.methods.loam.walks import NicheWalkBatches, TransitionGraph, build_transition_graph
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.id import IDEmbedding
 
@@ -44,11 +44,6 @@ class LOAM(Method):
 
     config_class = LOAMConfig
     is_tail: torch.Tensor
-
-    @classmethod
-    def causal(cls, config: LOAMConfig) -> bool:
-        """As the backbone."""
-        return BACKBONES.get(config.backbone).causal
 
     def __init__(self, config: LOAMConfig, context: MethodContext) -> None:
         if context.item_stats is None:

@@ -42,7 +42,7 @@ from padrec.methods.batches import BatchSettings, StepInfo, TrainBatch
 from padrec.methods.melt.config import MELTConfig
 from padrec.methods.melt.data import MELTBatch, MELTBatches, MELTData, build_melt_data
 from padrec.methods.objectives import ranking_losses
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.items.id import IDEmbedding
 
@@ -62,10 +62,6 @@ class MELT(PhaseStateMethod):
     """A backbone with MELT's user and item branches (module docstring)."""
 
     config_class = MELTConfig
-
-    @classmethod
-    def causal(cls, config: MELTConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
 
     def __init__(self, config: MELTConfig, context: MethodContext) -> None:
         super().__init__(config, context)

@@ -31,7 +31,7 @@ from padrec.methods.base import METHODS, Method, MethodContext, Phase, ScoreFact
 from padrec.methods.batches import StepInfo, TrainBatch
 from padrec.methods.objectives import popularity_prior, ranking_losses
 from padrec.methods.pad.config import PADConfig
-from padrec.models.backbones.base import BACKBONES, build_backbone
+from padrec.models.backbones.base import build_backbone
 from padrec.models.experts import Expert
 from padrec.models.gating import GateContext, build_gate
 from padrec.models.items import ConcatFusion, IDEmbedding, TextMLP
@@ -67,18 +67,9 @@ class PAD(Method):
     """PAD's three experts and phases; see the module docstring."""
 
     config_class = PADConfig
-
-    @classmethod
-    def needs_text(cls, config: PADConfig) -> bool:
-        return True
-
-    @classmethod
-    def causal(cls, config: PADConfig) -> bool:
-        return BACKBONES.get(config.backbone).causal
+    requires_text = True
 
     def __init__(self, config: PADConfig, context: MethodContext) -> None:
-        if context.text_embeddings is None:
-            raise ValueError("PAD needs item text embeddings (MethodContext.text_embeddings)")
         if context.item_stats is None:
             raise ValueError("PAD needs item statistics (frequency buckets) for its gate")
         super().__init__(config, context)
