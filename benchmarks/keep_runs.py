@@ -5,7 +5,7 @@ exists, but run directories live under ``runs/`` (ignored by git) and do not out
 machine. A table that takes longer than one session (PAD's Table 2 on Games: ~5 h on 2 cores)
 is built over several: ``pack`` copies each finished row's ``results.json`` (metrics, per-user
 ranks for the paired tests, timings; no checkpoints) gzipped under
-``benchmarks/results/reproduce/runs/`` to be committed, and ``restore`` writes them back, so
+``benchmarks/results/reproduce/kept/`` to be committed, and ``restore`` writes them back, so
 the next ``padrec reproduce ... --only <rows left>`` trains only what is missing and reports
 every row. A restored row has no checkpoints: it is reported, not resumed or served.
 
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEPT = ROOT / "benchmarks" / "results" / "reproduce" / "runs"
+KEPT = ROOT / "benchmarks" / "results" / "reproduce" / "kept"
 
 
 def _finished(seed_dir: Path) -> bool:
