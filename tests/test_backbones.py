@@ -24,6 +24,7 @@ TINY = {"hidden_size": D, "max_len": L}
 CASES: dict[str, tuple[str, dict]] = {
     "sasrec": ("sasrec", {**TINY, "num_layers": 2, "num_heads": 2}),
     "sasrec-dense": ("sasrec", {**TINY, "pack_padding": False}),
+    "sasrec-no-positions": ("sasrec", {**TINY, "position_embedding": False, "input_dropout": 0.0}),
     "sasrec-preln-scaled": (
         "sasrec",
         {**TINY, "norm_first": True, "scale_input": True, "activation": "relu"},
@@ -224,9 +225,9 @@ def test_sasrec_pad_release_preset() -> None:
     assert y.shape == (2, 20, 128)
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_sasrec_packed_equals_dense(norm_first: bool) -> None:
-    cfg = SASRecConfig(hidden_size=D, max_len=L, norm_first=norm_first, scale_input=True)
+@pytest.mark.parametrize("norm_first,positions", [(False, True), (True, True), (False, False)])
+def test_sasrec_packed_equals_dense(norm_first: bool, positions: bool) -> None:
+    cfg = SASRecConfig(hidden_size=D, max_len=L, norm_first=norm_first, scale_input=True, position_embedding=positions)
     torch.manual_seed(0)
     packed = SASRec(cfg).eval()
     dense = SASRec(dataclasses.replace(cfg, pack_padding=False)).eval()
@@ -238,6 +239,23 @@ def test_sasrec_packed_equals_dense(norm_first: bool) -> None:
     (grad_packed,) = torch.autograd.grad(y.pow(2).sum(), x)
     (grad_dense,) = torch.autograd.grad(dense(x, pad).pow(2).sum(), x)
     torch.testing.assert_close(grad_packed, grad_dense)
+
+
+def test_sasrec_without_positions_is_blind_to_order() -> None:
+    """position_embedding False: without the caller's positions, one block's last position
+    attends to the window as a set of items."""
+    torch.manual_seed(0)
+    one = {"hidden_size": D, "max_len": L, "num_layers": 1}
+    model = SASRec(SASRecConfig(**one, position_embedding=False, input_dropout=0.0)).eval()
+    assert model.position is None and model.input_dropout.p == 0.0
+    x, no_pad = torch.randn(1, L, D), torch.zeros(1, L, dtype=torch.bool)
+    with torch.no_grad():
+        y = model(x, no_pad)
+        # the last position attends to the whole window: permuting the earlier items leaves it unchanged
+        perm = torch.cat([torch.randperm(L - 1), torch.tensor([L - 1])])
+        torch.testing.assert_close(model(x[:, perm], no_pad)[:, -1], y[:, -1])
+        with_positions = SASRec(SASRecConfig(**one)).eval()
+        assert not torch.allclose(with_positions(x[:, perm], no_pad)[:, -1], with_positions(x, no_pad)[:, -1])
 
 
 def test_sasrec_pre_ln_has_final_norm_and_config_validation() -> None:

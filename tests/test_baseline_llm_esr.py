@@ -175,13 +175,37 @@ def test_batches_carry_similar_users_and_distill_only_known_ones(prepared):
 
 
 # --- causality, backbones, determinism ----------------------------------------------------------
-def test_the_dual_view_encoder_does_not_look_ahead(prepared):
-    m = build(prepared).eval()
+@pytest.mark.parametrize("embed", [False, True])
+def test_the_dual_view_encoder_does_not_look_ahead(prepared, embed):
+    m = build(prepared, embed_before_cross=embed).eval()
     h = torch.as_tensor(prepared.split.test.histories[:4])
     changed = h.clone()
     changed[:, -3:] = torch.randint(1, m.num_items + 1, (4, 3))
     with torch.no_grad():
         assert torch.allclose(m.model.encode(h)[:, :-3], m.model.encode(changed)[:, :-3], atol=1e-6)
+
+
+def test_embedding_before_cross_attention_follows_the_release(prepared):
+    m = build(prepared, embed_before_cross=True, embed_dropout=0.3).eval()
+    embed, backbone = m.model.embed, m.model.backbone
+    assert backbone.position is None and backbone.input_scale == 1.0 and backbone.input_dropout.p == 0.0
+    assert embed.dropout.p == 0.3 and embed.position.weight.shape == (L, DIM)
+    assert build(prepared, embed_before_cross=True).model.embed.dropout.p == backbone.config.dropout
+    assert build(prepared).model.embed is None and build(prepared).model.backbone.position is not None
+    h = torch.as_tensor(prepared.split.test.histories[:3])
+    with torch.no_grad():
+        both = m.model.items.history(h)
+        e, m_view = m.model.views(h)
+        want_e = both[..., :DIM] * math.sqrt(DIM) + embed.position.weight  # window L: every position
+        pad = (h == 0).unsqueeze(-1)
+        assert torch.allclose(
+            e, m.model.llm2id(both[..., DIM:] * math.sqrt(DIM) + embed.position.weight, want_e, h == 0)
+        )
+        assert torch.allclose(m_view.masked_fill(pad, 0), m_view)
+    with pytest.raises(ValueError, match="position table"):
+        build(prepared, backbone="gru4rec", embed_before_cross=True)
+    with pytest.raises(ValueError, match="embed_dropout"):
+        build(prepared, embed_dropout=1.0)
 
 
 def test_the_release_cross_mask_looks_ahead_and_needs_prefix_examples(prepared):

@@ -5,6 +5,8 @@ With item views ``e = E[s_t]`` and ``m = adapter(x_{s_t})`` (B×L×d each):
 ``ẽ = CrossAttn(query = m, key/value = e)``, ``m̃ = CrossAttn(query = e, key/value = m)``
 (the release's ``llm2id`` / ``id2llm``; without cross-attention ẽ = e, m̃ = m), and the sequence
 vectors are ``[backbone(ẽ) ; backbone(m̃)]`` (B×L×2d) with the same backbone weights for both.
+With a :class:`ViewEmbedding` (the release's order) each view is first scaled by √d, given the
+shared positions and dropped out, so the cross-view attention sees where each item stands.
 """
 
 from __future__ import annotations
@@ -66,6 +68,28 @@ class CrossViewAttention(nn.Module):
         return self.out(mixed).masked_fill(pad_mask.unsqueeze(-1), 0.0)
 
 
+class ViewEmbedding(nn.Module):
+    """``dropout(√d · v + P[-L:])`` for a view v (B×L×d -> B×L×d): the release's scaling, one
+    learned position table shared by both views (right-aligned, as padrec's backbones index
+    positions, so the last item always has the same position vector) and dropout, before the
+    cross-view attention. Positions N(0, init_std).
+
+    Args:
+        dim: d. max_len: the longest history. dropout: the dropout probability.
+    """
+
+    def __init__(self, dim: int, max_len: int, dropout: float, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.scale = math.sqrt(dim)
+        self.position = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.position.weight, 0.0, init_std)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, view: torch.Tensor) -> torch.Tensor:
+        L = view.shape[1]
+        return self.dropout(view * self.scale + self.position.weight[self.position.num_embeddings - L :])
+
+
 class DualViewEncoder(nn.Module):
     """Items ``[E ; adapter(x)]`` (any (N+1)×2d representation, frozen tables included) ->
     cross-view attention -> one shared backbone per view (module docstring).
@@ -77,6 +101,8 @@ class DualViewEncoder(nn.Module):
         cross_attention: the release's cross-view attention (``--use_cross_att``).
         heads: its number of heads.
         causal_cross: the causal mask of the cross-view attention (False = the release's).
+        embed: applied to each view before the cross-view attention (the release's order; the
+            backbone must then add no positions, scaling or input dropout of its own).
     """
 
     def __init__(
@@ -86,9 +112,11 @@ class DualViewEncoder(nn.Module):
         cross_attention: bool = True,
         heads: int = 2,
         causal_cross: bool = True,
+        embed: ViewEmbedding | None = None,
     ):
         super().__init__()
         self.items = items
+        self.embed = embed
         self.backbone = backbone
         self.view_dim = items.dim // 2
         self.llm2id = CrossViewAttention(self.view_dim, heads, causal_cross) if cross_attention else None
@@ -98,6 +126,8 @@ class DualViewEncoder(nn.Module):
         """(B, L) ids -> the backbone inputs of the collaborative and the semantic view, B×L×d each."""
         both = self.items.history(histories)
         e, m = both[..., : self.view_dim], both[..., self.view_dim :]
+        if self.embed is not None:
+            e, m = self.embed(e), self.embed(m)
         if self.llm2id is None:
             return e, m
         pad = histories == 0

@@ -7,7 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from padrec.models.backbones.base import backbone_config
+from padrec.config import setting
+from padrec.models.backbones.base import BACKBONES, backbone_config
+
+# The backbone fields that embed_before_cross sets: the views arrive scaled, positioned and
+# dropped out, so the backbone must not do it again.
+EMBEDDED_INPUT_FIELDS = {
+    "position_embedding": False,
+    "scale_input": False,
+    "input_layer_norm": False,
+    "input_dropout": 0.0,
+}
 
 
 @dataclass
@@ -32,6 +42,13 @@ class LLMESRConfig:
             release's mask). ``padding`` makes the method non-causal: it then trains on prefix
             examples unless ``split.train_examples: shifted`` with ``split.allow_look_ahead: true``
             reproduces the release, whose training positions see the items they predict.
+        embed_before_cross: scale each view by √d, add one learned position table shared by the
+            two views and apply dropout (``embed_dropout``) before the cross-view attention, as
+            the release's ``DualLLMSASRec.log2feats`` does; the backbone is then built without
+            its own positions, scaling, input LayerNorm and input dropout (a backbone with a
+            position table only: SASRec). False (padrec's default) leaves all of that to the
+            backbone, after the cross-view attention, whose attention then has no positions.
+        embed_dropout: that dropout (release ``--dropout_rate``); None = the backbone's ``dropout``.
         loss: ``bce`` (one sampled negative per position, the release's ``BCEWithLogitsLoss``)
             or ``ce`` (full softmax).
         num_negatives: negatives per position for ``bce`` (release ``--train_neg 1``).
@@ -47,7 +64,9 @@ class LLMESRConfig:
     pca_init: bool = True
     cross_attention: bool = True
     cross_heads: int = 2
-    cross_mask: Literal["causal", "padding"] = "causal"
+    cross_mask: Literal["causal", "padding"] = setting("causal", legacy="causal")
+    embed_before_cross: bool = setting(False, legacy=False)
+    embed_dropout: float | None = setting(None, legacy=None)
     loss: Literal["bce", "ce"] = "bce"
     num_negatives: int = 1
     distill: bool = True
@@ -67,8 +86,19 @@ class LLMESRConfig:
             )
         if self.cross_mask not in ("causal", "padding"):
             raise ValueError(f"cross_mask must be 'causal' or 'padding', got {self.cross_mask!r}")
+        if self.embed_dropout is not None and not 0.0 <= self.embed_dropout < 1.0:
+            raise ValueError(f"embed_dropout must be in [0, 1), got {self.embed_dropout}")
+        if self.embed_before_cross and not BACKBONES.get(self.backbone).adds_positions:
+            raise ValueError(
+                f"embed_before_cross needs a backbone with its own position table (sasrec); "
+                f"{self.backbone!r} has none to replace"
+            )
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if not 1 <= self.sim_users <= 1000:
             raise ValueError(f"sim_users must be between 1 and 1000, got {self.sim_users}")
-        backbone_config(self.backbone, self.backbone_config, self.hidden_size)
+        backbone_config(self.backbone, self.built_backbone_config(), self.hidden_size)
+
+    def built_backbone_config(self) -> dict[str, Any]:
+        """``backbone_config`` with :data:`EMBEDDED_INPUT_FIELDS` when ``embed_before_cross``."""
+        return {**self.backbone_config, **EMBEDDED_INPUT_FIELDS} if self.embed_before_cross else self.backbone_config

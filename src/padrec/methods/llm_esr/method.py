@@ -24,7 +24,7 @@ from padrec.methods.llm_esr.config import LLMESRConfig
 from padrec.methods.llm_esr.retrieval import SimilarUserBatches, SimilarUsers
 from padrec.models.backbones.base import BACKBONES, build_backbone
 from padrec.models.items.llm_esr import DualViewItems
-from padrec.models.llm_esr import DualViewEncoder
+from padrec.models.llm_esr import DualViewEncoder, ViewEmbedding
 
 
 @METHODS.register("llm_esr")
@@ -42,9 +42,18 @@ class LLMESR(Method):
     def __init__(self, config: LLMESRConfig, context: MethodContext) -> None:
         super().__init__(config, context)
         items = DualViewItems(context.text_embeddings, config.hidden_size, config.pca_init, config.init_std)
-        backbone = build_backbone(config.backbone, config.backbone_config, config.hidden_size, context.max_len)
+        backbone = build_backbone(config.backbone, config.built_backbone_config(), config.hidden_size, context.max_len)
+        embed = None
+        if config.embed_before_cross:
+            dropout = backbone.config.dropout if config.embed_dropout is None else config.embed_dropout
+            embed = ViewEmbedding(config.hidden_size, context.max_len, dropout, config.init_std)
         self.model = DualViewEncoder(
-            items, backbone, config.cross_attention, config.cross_heads, causal_cross=config.cross_mask == "causal"
+            items,
+            backbone,
+            config.cross_attention,
+            config.cross_heads,
+            causal_cross=config.cross_mask == "causal",
+            embed=embed,
         )
         self.retrieval: SimilarUsers | None = None
 

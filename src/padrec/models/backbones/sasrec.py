@@ -39,6 +39,11 @@ class SASRecConfig(BackboneConfig):
             (PAD release and RecBole do; the original SASRec does not).
         layer_norm_eps: epsilon of every LayerNorm (PAD release 1e-6, RecBole 1e-12).
         scale_input: multiply item vectors by sqrt(d) before adding positions (original SASRec).
+        position_embedding: add the learned position table (False when the caller has added
+            positions to the inputs itself, as LLM-ESR's release does before its cross-view
+            attention).
+        input_dropout: dropout on the block input; None = ``dropout`` (0 when the caller has
+            applied it already).
         attention_dropout: dropout on attention probabilities; None = ``dropout``.
         attention_bias: biases on the query/key/value/output projections (PAD release: none).
         init: ``normal`` = N(0, init_std) for Linear and position weights, zero biases
@@ -60,6 +65,8 @@ class SASRecConfig(BackboneConfig):
     input_layer_norm: bool = True
     layer_norm_eps: float = 1e-12
     scale_input: bool = False
+    position_embedding: bool = True
+    input_dropout: float | None = None
     dropout: float = 0.5
     attention_dropout: float | None = None
     attention_bias: bool = True
@@ -184,9 +191,9 @@ class SASRec(Backbone):
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__(config)
         d = config.hidden_size
-        self.position = nn.Embedding(config.max_len, d)
+        self.position = nn.Embedding(config.max_len, d) if config.position_embedding else None
         self.input_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.input_layer_norm else nn.Identity()
-        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_dropout = nn.Dropout(config.dropout if config.input_dropout is None else config.input_dropout)
         self.blocks = nn.ModuleList(SASRecBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
         self.input_scale = math.sqrt(d) if config.scale_input else 1.0
@@ -217,7 +224,7 @@ class SASRec(Backbone):
         B, L, d = x.shape
         if L > self.config.max_len:
             raise ValueError(f"history length {L} exceeds max_len {self.config.max_len}")
-        positions = self.position.weight[self.config.max_len - L :]  # L×d
+        positions = self.position.weight[self.config.max_len - L :] if self.position is not None else None  # L×d
         idx = torch.arange(L, device=x.device)
         # allowed[b, 0, i, j]: key j <= query i and (key j is a real item or j == i)
         causal = idx[None, :] <= idx[:, None]  # L×L
@@ -228,9 +235,12 @@ class SASRec(Backbone):
         if self.config.pack_padding:
             rows = (~pad_mask).flatten().nonzero().squeeze(1)  # R flat indices of real positions
             h = x.reshape(B * L, d).index_select(0, rows) * self.input_scale
-            h = h + positions.index_select(0, rows % L)  # R×d
+            if positions is not None:
+                h = h + positions.index_select(0, rows % L)  # R×d
         else:
-            h = x * self.input_scale + positions  # B×L×d
+            h = x * self.input_scale  # B×L×d
+            if positions is not None:
+                h = h + positions
         h = self.input_dropout(self.input_norm(h))
         for block in self.blocks:
             h = block(h, allowed, rows)
