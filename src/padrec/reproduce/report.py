@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,12 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     means = [report["rows"][n]["metrics"]["NDCG@10"][0] for n in names]
     stds = [report["rows"][n]["metrics"]["NDCG@10"][1] for n in names]
     colors = {"baseline": "#8c8c8c", "method": "#d62728", "variant": "#ff9896", "reference": "#1f77b4"}
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(names) + 1.5), 3.6))
+    width = max(4.0, 0.7 * len(names) + 1.5)
+    fig, ax = plt.subplots(figsize=(width, 3.6))
     ax.bar(names, means, yerr=stds, capsize=3, color=[colors[report["rows"][n]["role"]] for n in names])
     ax.set_ylabel("test NDCG@10 (mean ± std)")
-    ax.set_title(report["title"], fontsize=9)
+    title = f"{report['title']} ({report.get('data') or 'default data'})"
+    ax.set_title(textwrap.fill(title, width=int(width * 11)), fontsize=9)  # ~11 characters per inch at 9 pt
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
