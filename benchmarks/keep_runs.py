@@ -6,8 +6,8 @@ machine. A table that takes longer than one session (PAD's Table 2 on Games: ~5 
 is built over several: ``pack`` copies each finished row's ``results.json`` (metrics, per-user
 ranks for the paired tests, timings; no checkpoints) gzipped under
 ``benchmarks/results/reproduce/kept/`` to be committed, and ``restore`` writes them back, so
-the next ``padrec reproduce ... --only <rows left>`` trains only what is missing and reports
-every row. A restored row has no checkpoints: it is reported, not resumed or served.
+the next ``padrec reproduce ...`` reports the kept rows without training them and trains only
+what is missing. A restored row has no checkpoints: it is reported, not resumed or served.
 
 Usage:
     python benchmarks/keep_runs.py pack --table pad-table2 --data games

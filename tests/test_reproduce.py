@@ -107,6 +107,20 @@ def test_one_seed_tests_over_users_and_only_reports_finished_rows(tiny_table):
     assert "Best method **better**" in markdown(report)
 
 
+def test_kept_results_are_reported_without_training(tiny_table):
+    tmp, cfg_dir, _ = tiny_table
+    common = ["--seeds", "3", "--configs", cfg_dir, "-o", tmp / "out"]
+    invoke("reproduce", "tiny", "--only", "better", "--runs-dir", tmp / "runs", *common)
+    done = (tmp / "runs" / "tiny" / "default" / "better" / "seed_3" / "results.json").read_bytes()
+    kept = tmp / "kept" / "tiny" / "default" / "better" / "seed_3"  # results.json only, as restored
+    kept.mkdir(parents=True)
+    (kept / "results.json").write_bytes(done)
+    out = invoke("reproduce", "tiny", "--only", "better", "--runs-dir", tmp / "kept", *common)
+    assert "better reported from kept results" in out and "[1/" not in out
+    report = json.loads((tmp / "out" / "tiny_default.json").read_text())
+    assert list(report["rows"]) == ["better"] and sorted(p.name for p in kept.iterdir()) == ["results.json"]
+
+
 def test_bad_requests_exit_2(tiny_table):
     tmp, cfg_dir, _ = tiny_table
     common = ["--configs", cfg_dir, "--runs-dir", tmp / "runs", "-o", tmp / "out"]

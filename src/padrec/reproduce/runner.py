@@ -108,6 +108,13 @@ def _share_phases(row: Row, base_dir: Path, seeds: list[int]) -> None:
                 shutil.copytree(src / phase, dst / phase)
 
 
+def _kept_only(row_dir: Path, seeds: list[int]) -> bool:
+    """Every seed has a results.json but no config.json: results restored by
+    ``benchmarks/keep_runs.py``, without the run directory that training would reuse."""
+    dirs = [row_dir / f"seed_{s}" for s in seeds]
+    return all((d / "results.json").exists() and not (d / "config.json").exists() for d in dirs)
+
+
 def run_table(
     table: Table,
     *,
@@ -142,7 +149,10 @@ def run_table(
     if unknown:
         raise ValueError(f"--only: table {table.name!r} has no row(s) {unknown}")
     status = {r.name: row_status(r, cfg_path) for r in table.rows}
-    todo = [r for r in table.rows if status[r.name] == "ok" and (not only or r.name in only)]
+    kept = {r.name for r in table.rows if _kept_only(base_dir / r.name, seeds)}
+    for name in sorted(kept):
+        echo(f"{table.name}: {name} reported from kept results (no run directory to resume or check)")
+    todo = [r for r in table.rows if status[r.name] == "ok" and (not only or r.name in only) and r.name not in kept]
     results: dict[str, list[dict[str, Any]]] = {}
     durations: list[float] = []
     t_start = time.perf_counter()
