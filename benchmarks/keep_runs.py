@@ -20,29 +20,25 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from padrec.io import write_bytes
+from padrec.rundir import IncompleteRunError, check_complete
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "benchmarks" / "results" / "reproduce" / "kept"
 
 
 def _finished(seed_dir: Path) -> bool:
-    """A seed directory whose run finished: results.json present, status.json not ``training``."""
-    status = seed_dir / "status.json"
+    """A seed directory whose run finished: results.json present, not marked as training."""
     if not (seed_dir / "results.json").exists():
         return False
-    return not status.exists() or json.loads(status.read_text()).get("status") == "complete"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        check_complete(seed_dir)
+    except IncompleteRunError:
+        return False
+    return True
 
 
 def pack(runs_dir: Path, table: str, data: str, rows: list[str] | None, kept: Path = KEPT) -> int:
@@ -61,7 +57,7 @@ def pack(runs_dir: Path, table: str, data: str, rows: list[str] | None, kept: Pa
             raw = (seed_dir / "results.json").read_bytes()
             json.loads(raw)  # refuse to keep a truncated file
             dst = kept / table / data / row_dir.name / seed_dir.name / "results.json.gz"
-            _write_atomic(dst, gzip.compress(raw, compresslevel=9, mtime=0))
+            write_bytes(dst, gzip.compress(raw, compresslevel=9, mtime=0))
             print(f"kept {dst} ({dst.stat().st_size / 1e3:.0f} kB)")
             n += 1
     return n
@@ -78,7 +74,7 @@ def restore(runs_dir: Path, overwrite: bool, kept: Path = KEPT) -> int:
             continue
         raw = gzip.decompress(gz.read_bytes())
         json.loads(raw)
-        _write_atomic(dst, raw)
+        write_bytes(dst, raw)
         print(f"restored {dst}")
         n += 1
     return n
